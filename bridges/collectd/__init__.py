@@ -1,0 +1,1 @@
+"""monbus bridge for collectd (see its issue and README section)."""

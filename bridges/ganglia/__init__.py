@@ -1,0 +1,1 @@
+"""monbus bridge for ganglia (see its issue and README section)."""

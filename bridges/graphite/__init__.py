@@ -1,0 +1,1 @@
+"""monbus bridge for graphite (see its issue and README section)."""

@@ -1,0 +1,1 @@
+"""monbus bridge for nagios (see its issue and README section)."""

@@ -1,0 +1,1 @@
+"""monbus bridge for sflow (see its issue and README section)."""

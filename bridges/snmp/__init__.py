@@ -1,0 +1,1 @@
+"""monbus bridge for snmp (see its issue and README section)."""

@@ -1,0 +1,218 @@
+"""The core sub-commands: relay, send, tail, keygen."""
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+
+from .options import (_comma_list, make_sender, make_subscriber, sender_options,
+                      subscriber_options)
+
+
+def _size(ctx, param, value):
+    """'256M' / '1G' / '1048576' -> bytes."""
+    if value is None or isinstance(value, int):
+        return value
+    v = str(value).strip().upper().removesuffix("B")
+    mult = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4}.get(v[-1:], 1)
+    try:
+        return int(float(v[:-1] if mult > 1 else v) * mult)
+    except ValueError:
+        raise click.BadParameter(f"expected a size like 512M or 2G, got {value!r}") from None
+
+
+@click.command()
+@click.option("--input", "inputs", multiple=True, envvar="MONBUS_RELAY_INPUT", callback=_comma_list,
+              help="Endpoint senders connect to; repeatable [default: tcp://127.0.0.1:7701; "
+                   "env MONBUS_RELAY_INPUT].")
+@click.option("--output", "outputs", multiple=True, envvar="MONBUS_RELAY_OUTPUT",
+              callback=_comma_list,
+              help="Endpoint subscribers connect to; repeatable [default: tcp://127.0.0.1:7702; "
+                   "env MONBUS_RELAY_OUTPUT].  Use tcp://0.0.0.0:7702 with CURVE across hosts.")
+@click.option("--spool", envvar="MONBUS_SPOOL", type=click.Path(file_okay=False), default=None,
+              help="Spool directory shared with this host's senders: drained while running; "
+                   "holds data no subscriber wants yet [env MONBUS_SPOOL].")
+@click.option("--spool-max", default="1G", show_default=True, callback=_size,
+              help="Spool size bound; when full the oldest data is dropped and counted.")
+@click.option("--hold/--no-hold", default=True, show_default=True,
+              help="Hold (spool) messages of topics nobody subscribes to yet, instead of "
+                   "publishing them to nobody.  Needs --spool.")
+@click.option("--curve-secret", envvar="MONBUS_RELAY_CURVE_SECRET", type=click.Path(dir_okay=False),
+              help="The relay's secret CURVE certificate (monbus keygen); enables CURVE on "
+                   "both sockets [env MONBUS_RELAY_CURVE_SECRET].")
+@click.option("--curve-clients", envvar="MONBUS_RELAY_CURVE_CLIENTS",
+              type=click.Path(file_okay=False, exists=True),
+              help="Directory of the public certificates allowed to connect; any other key "
+                   "gets nothing [env MONBUS_RELAY_CURVE_CLIENTS].")
+@click.option("--selfmetrics-interval", default=10.0, show_default=True, type=float,
+              help="Seconds between self-metric publications (monbus.<host>.relay.*).")
+def relay(inputs, outputs, spool, spool_max, hold, curve_secret, curve_clients,
+          selfmetrics_interval):
+    """Forward lines from this host's bridges to any number of subscribers.
+
+    Acknowledges a message only once it is published or written to the spool, so a relay
+    killed with SIGKILL loses nothing it acknowledged.  Binds to loopback by default.
+    """
+    from .bus import BusError
+    from .relay import DEFAULT_INPUT, DEFAULT_OUTPUT, Relay
+    from .spool import SpoolError
+    try:
+        r = Relay(inputs or [DEFAULT_INPUT], outputs or [DEFAULT_OUTPUT], spool,
+                  spool_max_bytes=spool_max, hold=hold, curve_secret=curve_secret,
+                  curve_clients=curve_clients, selfmetrics_interval=selfmetrics_interval)
+    except (BusError, SpoolError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"monbus relay: input {', '.join(r.endpoints_in)}  output "
+               f"{', '.join(r.endpoints_out)}  spool {spool or '-'}", err=True)
+    r.run()
+
+
+def _read_stdin_chunks(size: int = 1 << 20):
+    buf = sys.stdin.buffer
+    rest = b""
+    while True:
+        chunk = buf.read1(size) if hasattr(buf, "read1") else buf.read(size)
+        if not chunk:
+            break
+        chunk = rest + chunk
+        cut = chunk.rfind(b"\n")
+        if cut < 0:
+            rest = chunk
+            continue
+        rest = chunk[cut + 1:]
+        yield chunk[:cut]
+    if rest:
+        yield rest
+
+
+@click.command()
+@click.argument("lines", nargs=-1)
+@sender_options
+@click.option("--prefix", default=None,
+              help="Prepend this to every path (e.g. app.web01 for a tool that prints bare "
+                   "Graphite names).")
+@click.option("--quiet", "-q", is_flag=True, help="Do not report bad lines on stderr.")
+def send(lines, relay, spool, timeout, curve_server_key, curve_secret, prefix, quiet):
+    """Put lines on the bus: LINES as arguments, or one per line on stdin.
+
+    Exits 0 once every good line is acknowledged by the relay or written to the spool;
+    1 if bad lines were skipped (each is reported); 3 if data could not be delivered nor
+    spooled (no --spool and no relay).
+    """
+    from .line import LineError, decode
+    sender = make_sender(relay, spool, timeout, curve_server_key, curve_secret)
+    bad = 0
+    first_error = None
+    add = sender.add
+    pre = (prefix.rstrip(".") + ".") if prefix else ""
+
+    def feed(text_lines):
+        nonlocal bad, first_error
+        for raw in text_lines:
+            if not raw:
+                continue
+            if raw[-1] == "\r":
+                raw = raw[:-1]
+            if pre:
+                raw = pre + raw
+            try:
+                line = decode(raw)
+            except LineError as e:
+                bad += 1
+                if first_error is None:
+                    first_error = e
+                if not quiet and bad <= 10:
+                    click.echo(f"monbus send: skipped: {e}", err=True)
+                continue
+            add(raw, line.topic)
+        sender.tick()
+
+    if lines:
+        feed([x for arg in lines for x in arg.split("\n")])
+    else:
+        for chunk in _read_stdin_chunks():
+            feed(chunk.decode("utf-8", "replace").split("\n"))
+    stats = sender.close()
+    if stats["lost_lines"]:
+        click.echo(f"monbus send: {stats['lost_lines']} lines not acknowledged by {relay} "
+                   f"and no --spool to keep them", err=True)
+        sys.exit(3)
+    if bad:
+        if not quiet and bad > 10:
+            click.echo(f"monbus send: {bad} bad lines skipped in all", err=True)
+        sys.exit(1)
+
+
+@click.command()
+@click.argument("patterns", nargs=-1)
+@subscriber_options
+@click.option("--count", "-n", type=click.IntRange(min=1), default=None,
+              help="Stop after this many lines.")
+@click.option("--timeout", type=click.FloatRange(min=0), default=None,
+              help="Stop after this many seconds.")
+@click.option("--format", "fmt", type=click.Choice(["line", "json"]), default="line",
+              show_default=True, help="Output format.")
+def tail(patterns, connect, curve_server_key, curve_secret, count, timeout, fmt):
+    """Print lines from the bus matching PATTERNS (Graphite globs or prefixes; default all).
+
+    Output is flushed per message, so `monbus tail | grep` is live.  Lost messages (sequence
+    gaps) are reported on stderr at the end.
+    """
+    from .bus import line_to_json
+    sub = make_subscriber(connect, patterns, curve_server_key, curve_secret)
+    out = sys.stdout
+    seen = 0
+    deadline = None if timeout is None else time.monotonic() + timeout
+    stopped = False
+
+    import signal
+
+    def _stop(*_):
+        nonlocal stopped
+        stopped = True
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        while not stopped:
+            wait = 0.2 if deadline is None else min(0.2, deadline - time.monotonic())
+            if wait <= 0:
+                break
+            got = sub.recv_lines(wait, decode_lines=(fmt == "json"))
+            if not got:
+                continue
+            if count is not None:
+                got = got[:count - seen]
+            if fmt == "json":
+                out.write("\n".join(line_to_json(x) for x in got) + "\n")
+            else:
+                out.write("\n".join(got) + "\n")
+            out.flush()
+            seen += len(got)
+            if count is not None and seen >= count:
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sub.close()
+    if sub.gaps.gaps or sub.stats["bad_lines"]:
+        click.echo(f"monbus tail: {sub.gaps.gaps} messages lost (sequence gaps), "
+                   f"{sub.stats['bad_lines']} bad lines", err=True)
+
+
+@click.command()
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.argument("name")
+def keygen(directory, name):
+    """Write a CURVE certificate pair NAME.key (public) and NAME.key_secret into DIRECTORY.
+
+    Give the relay its .key_secret (--curve-secret) and put each allowed client's public
+    .key in the relay's --curve-clients directory; clients get the relay's public .key as
+    --curve-server-key and their own .key_secret as --curve-secret.
+    """
+    import os
+
+    import zmq.auth
+    os.makedirs(directory, exist_ok=True)
+    public, secret = zmq.auth.create_certificates(directory, name)
+    os.chmod(secret, 0o600)
+    click.echo(f"public: {public}\nsecret: {secret}")
