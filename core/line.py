@@ -87,7 +87,7 @@ _PATH_RE = re.compile(rf"[^{_WS_CTRL}.;]+(?:\.[^{_WS_CTRL}.;]+)*\Z")
 _TAG_KEY_RE = re.compile(rf"[^{_WS_CTRL};!^=]+\Z")
 _TAG_VALUE_RE = re.compile(rf"[^{_WS_CTRL};~][^{_WS_CTRL};]*\Z")
 _ANN_KEY_RE = re.compile(r"[a-z][a-z0-9_]*\Z")
-_NUMBER_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\Z")
+_NUMBER_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
 # Annotation values: everything outside this set is percent-encoded (UTF-8).
 _ANN_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
                       b"-_.~:/@+,;!*()[]{}<>|^$#'?&\"\\`")
