@@ -68,7 +68,7 @@ def test_send_reports_bad_lines_and_sends_the_good_ones(relay, subscribe, monbus
 def test_config_file_then_env_then_flags(relay, subscribe, monbus, tmp_path):
     sub = subscribe("cfg.**")
     cfg = tmp_path / "monbus.toml"
-    cfg.write_text(f'relay = "{relay.input}"\ntimeout = 1.5\n\n[send]\nprefix = "cfg.fromfile"\n')
+    cfg.write_text(f'[global]\nrelay = "{relay.input}"\ntimeout = 1.5\n\n[send]\nprefix = "cfg.fromfile"\n')
     r = monbus("--config", cfg, "send", "x 1 1700000000")
     assert r.returncode == 0, r.stderr
     assert collect(sub, 1)[0].path == "cfg.fromfile.x"
@@ -85,6 +85,9 @@ def test_config_file_then_env_then_flags(relay, subscribe, monbus, tmp_path):
     cfg.write_text("bogus_key = 1\n")
     r = monbus("--config", cfg, "send", "a.b 1 2")
     assert r.returncode != 0 and "unknown top-level key 'bogus_key'" in r.stderr
+    cfg.write_text("[global]\nbogus = 1\n")
+    r = monbus("--config", cfg, "send", "a.b 1 2")
+    assert r.returncode != 0 and "unknown key 'bogus' in [global]" in r.stderr
 
 
 def test_tail_is_live_counts_and_json(relay, monbus):
@@ -154,3 +157,19 @@ def test_self_metrics_are_published(tmp_path):
         sub.close()
         r.stop()
         th.join(5)
+
+
+def test_contrib_config_example_is_valid(monkeypatch):
+    from helpers import ROOT
+    from monbus.core.cli import load_config
+    for k in ("MONBUS_RELAY", "MONBUS_CONNECT", "MONBUS_SPOOL", "MONBUS_TIMEOUT"):
+        monkeypatch.delenv(k, raising=False)
+    dm = load_config(str(ROOT / "contrib" / "monbus" / "monbus.toml"))
+    import os
+    assert os.environ["MONBUS_RELAY"] == "tcp://127.0.0.1:7701"
+    assert os.environ["MONBUS_CONNECT"] == "tcp://127.0.0.1:7702"
+    assert dm["relay"]["input"] == ["tcp://127.0.0.1:7701"] and dm["relay"]["spool_max"] == "1G"
+    # the [relay] keys are the relay command's parameter names
+    from monbus.core.commands import relay
+    names = {p.name for p in relay.params}
+    assert set(dm["relay"]) <= names
