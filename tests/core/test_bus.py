@@ -239,3 +239,37 @@ def test_1000_concurrent_sends_with_a_relay_restart_all_arrive(tmp_path):
         sub.close()
         relay.terminate()
         relay.wait(10)
+
+
+def test_a_daemon_sender_never_stalls_while_the_relay_is_down(tmp_path):
+    # a long-running bridge keeps receiving while its relay is away: after the first
+    # timeout, new batches go straight to the spool; once the relay is back, they flow again
+    pin, pout = free_port(), free_port()
+    inp, out = f"tcp://127.0.0.1:{pin}", f"tcp://127.0.0.1:{pout}"
+    spool = tmp_path / "spool"
+    s = Sender(inp, str(spool), timeout=0.3, batch_bytes=1, window=4)
+    t0 = time.monotonic()
+    for i in range(200):
+        s.add(f"bridge.h.m {i} 1700000000")
+        s.tick()
+    assert time.monotonic() - t0 < 3.0, "the sender blocked while the relay was down"
+    wait_for(lambda: (s.tick() or True) and s.stats["spooled_lines"] == 200, 10,
+             what="everything spooled")
+    relay = _start_relay(inp, out, spool)
+    sub = Subscriber([out], ["bridge.**"])
+    try:
+        for i in range(200, 210):  # the probe finds the relay again
+            s.add(f"bridge.h.m {i} 1700000000")
+            s.tick()
+            time.sleep(0.2)
+        st = s.close(5)
+        assert st["lost_lines"] == 0
+        seen: set[int] = set()
+        deadline = time.monotonic() + 30
+        while len(seen) < 210 and time.monotonic() < deadline:
+            seen.update(int(x.value) for x in sub.recv_lines(0.5) or ())
+        assert sorted(seen) == list(range(210))  # duplicates allowed, nothing lost
+    finally:
+        sub.close()
+        relay.terminate()
+        assert relay.wait(10) == 0  # SIGTERM: a clean stop
