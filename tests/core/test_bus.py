@@ -276,3 +276,28 @@ def test_a_daemon_sender_never_stalls_while_the_relay_is_down(tmp_path):
         sub.close()
         relay.terminate()
         assert relay.wait(10) == 0  # SIGTERM: a clean stop
+
+
+def test_one_collector_subscribes_to_the_relays_of_many_hosts(tmp_path):
+    relays = []
+    try:
+        for k in range(3):
+            r = Relay(["tcp://127.0.0.1:*"], ["tcp://127.0.0.1:*"], str(tmp_path / f"s{k}"),
+                      selfmetrics_interval=3600)
+            th = threading.Thread(target=r.run, kwargs={"install_signals": False}, daemon=True)
+            th.start()
+            relays.append((r, th))
+        sub = Subscriber([r.endpoints_out[0] for r, _ in relays], ["collectd.**"])
+        for k, (r, _) in enumerate(relays):
+            wait_for(lambda: r._subs, what="subscription")
+            with Sender(r.endpoints_in[0], None) as s:
+                s.add(f"collectd.host{k}.load.load.shortterm {k} 1700000000")
+        got = collect(sub, 3)
+        assert sorted(x.path for x in got) == [f"collectd.host{k}.load.load.shortterm"
+                                               for k in range(3)]
+        assert sub.gaps.gaps == 0
+        sub.close()
+    finally:
+        for r, th in relays:
+            r.stop()
+            th.join(5)
