@@ -372,7 +372,7 @@ GENERIC = _counter(0, 1, "if", "generic interface counters (sFlow v5)", """
     type                u32 gauge
     speed               u64 gauge   bit/s
     direction           u32 gauge
-    status              u32 gauge
+    status              u32 label
     in_octets           u64 counter bytes
     in_ucast_pkts       u32 counter packets
     in_multicast_pkts   u32 counter packets
