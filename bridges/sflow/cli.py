@@ -90,7 +90,11 @@ def listen(listen, prefix, max_flow_keys, interval, selfmetrics_interval, relay,
             if nprob <= 10 or nprob % _LOG_EVERY == 0:
                 log.warning("%s%s", p, f" ({nprob} problems so far)" if nprob > 10 else "")
 
+    by_fd = {s.fileno(): s for s in socks}
+
     def on_readable(sock):
+        # zmq's poller hands back the file descriptor of a plain socket
+        sock = by_fd.get(sock, sock) if isinstance(sock, int) else sock
         now = time.time()
         for _ in range(_MAX_READS):
             try:
@@ -101,7 +105,13 @@ def listen(listen, prefix, max_flow_keys, interval, selfmetrics_interval, relay,
                 counters.inc("receive_errors")
                 log.warning("receive error: %s", e)
                 return
-            lines, problems = pipe.feed(payload, now, addr[0])
+            try:
+                lines, problems = pipe.feed(payload, now, addr[0])
+            except Exception as e:  # noqa: BLE001 - a decoder bug must not stop the daemon
+                counters.inc("decoder_bugs")
+                log.error("decoder bug on a datagram from %s (%s: %s), dropped: %s", addr[0],
+                          type(e).__name__, e, payload[:64].hex())
+                continue
             for line in lines:
                 sender.add(line)
             if problems:

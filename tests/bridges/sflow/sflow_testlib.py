@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "sflow"
@@ -72,3 +73,15 @@ def all_datagrams():
             data = data[42:]  # Ethernet + IPv4 + UDP headers of the original frame
         out.append((f.name, data))
     return out
+
+
+def wait_listening(listener, sub, payload, timeout=30.0):
+    """Send `payload` until lines come back on `sub` (the listener is up); return them."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert listener.proc.poll() is None, listener.proc.communicate()[1]
+        listener.send(payload)
+        got = sub.recv_lines(0.5)
+        if got:
+            return got
+    raise AssertionError("the listener never answered")
