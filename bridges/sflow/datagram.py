@@ -186,13 +186,14 @@ def decode_datagram(data: bytes) -> Datagram:
                            f"decoding what is there: {hexdump(data, 0, 40)}")
     samples = dg.samples
     problems = dg.problems
+    unpack_ii = _II.unpack_from
     i = 0
     while i < nsamples:
         if off + 8 > n:
             problems.append(f"sample {i + 1} of {nsamples}: header past the end of the datagram "
                             f"at offset {off} ({n - off} bytes left): {hexdump(data, off)}")
             break
-        stype, slen = _II.unpack_from(data, off)
+        stype, slen = unpack_ii(data, off)
         body = off + 8
         end = body + slen
         last = False
@@ -203,14 +204,40 @@ def decode_datagram(data: bytes) -> Datagram:
                             f"what is there: {hexdump(data, off)}")
             end = n
             last = True
-        try:
-            s = _decode_sample(dg, stype, data, body, end, n)
-        except RecordError as e:
-            problems.append(f"sample {i + 1} ({_sample_name(stype)}) at offset {off}: {e}: "
+        # the sample header, by format (sFlow v5 section "sample_data"); inlined: hot path
+        hsize = _SAMPLE_HEADER_SIZE.get(stype)
+        if hsize is None:
+            dg.unknown_records += 1
+            dg.notes.append(f"unknown sample type {tag_name(stype)} ({slen} bytes) skipped")
+        elif body + hsize > end:
+            problems.append(f"sample {i + 1} ({_sample_name(stype)}) at offset {off}: header "
+                            f"needs {hsize} bytes, sample has {end - body}: "
                             f"{hexdump(data, off)}")
-            s = None
-        if s is not None:
-            samples.append(s)
+        elif stype == 4:
+            seq, dsc, dsi, nrec = _CNT_X.unpack_from(data, body)
+            samples.append(CounterSample(True, seq, dsc, dsi, _records(
+                dg, COUNTER_FORMATS, data, body + 16, end, n, nrec, "counter")))
+        elif stype == 1:
+            seq, src, rate, pool, drops, inp, out, nrec = _FLOW.unpack_from(data, body)
+            # compact interface format: top 2 bits = format, low 30 bits = value
+            samples.append(FlowSample(False, seq, src >> 24, src & 0xFFFFFF, rate, pool, drops,
+                                      inp >> 30, inp & 0x3FFFFFFF, out >> 30, out & 0x3FFFFFFF,
+                                      _records(dg, FLOW_FORMATS, data, body + 32, end, n, nrec,
+                                               "flow")))
+        elif stype == 2:
+            seq, src, nrec = _CNT.unpack_from(data, body)
+            samples.append(CounterSample(False, seq, src >> 24, src & 0xFFFFFF, _records(
+                dg, COUNTER_FORMATS, data, body + 12, end, n, nrec, "counter")))
+        elif stype == 3:
+            seq, dsc, dsi, rate, pool, drops, in_fmt, inp, out_fmt, out, nrec = \
+                _FLOW_X.unpack_from(data, body)
+            samples.append(FlowSample(True, seq, dsc, dsi, rate, pool, drops, in_fmt, inp,
+                                      out_fmt, out, _records(dg, FLOW_FORMATS, data, body + 44,
+                                                             end, n, nrec, "flow")))
+        else:  # 5
+            seq, dsc, dsi, drops, inp, out, reason, nrec = _DISC.unpack_from(data, body)
+            samples.append(DiscardSample(seq, dsc, dsi, drops, inp, out, reason, _records(
+                dg, FLOW_FORMATS, data, body + 32, end, n, nrec, "flow")))
         off = end
         i += 1
         if last:
@@ -226,51 +253,8 @@ def _sample_name(stype: int) -> str:
     return f"sample type {tag_name(stype)}"
 
 
-def _decode_sample(dg: Datagram, stype: int, data, off: int, end: int, limit: int):
-    """One sample body data[off:end]; None for a sample type monbus does not know."""
-    if stype == 4 or stype == 2:
-        if stype == 4:
-            if off + 16 > end:
-                raise RecordError(f"expanded counters sample header needs 16 bytes, has {end - off}")
-            seq, dsc, dsi, nrec = _CNT_X.unpack_from(data, off)
-            off += 16
-        else:
-            if off + 12 > end:
-                raise RecordError(f"counters sample header needs 12 bytes, has {end - off}")
-            seq, src, nrec = _CNT.unpack_from(data, off)
-            dsc, dsi = src >> 24, src & 0xFFFFFF
-            off += 12
-        records = _records(dg, COUNTER_FORMATS, data, off, end, limit, nrec, "counter")
-        return CounterSample(stype == 4, seq, dsc, dsi, records)
-    if stype == 1 or stype == 3:
-        if stype == 3:
-            if off + 44 > end:
-                raise RecordError(f"expanded flow sample header needs 44 bytes, has {end - off}")
-            seq, dsc, dsi, rate, pool, drops, in_fmt, inp, out_fmt, out, nrec = \
-                _FLOW_X.unpack_from(data, off)
-            off += 44
-        else:
-            if off + 32 > end:
-                raise RecordError(f"flow sample header needs 32 bytes, has {end - off}")
-            seq, src, rate, pool, drops, inp, out, nrec = _FLOW.unpack_from(data, off)
-            dsc, dsi = src >> 24, src & 0xFFFFFF
-            # compact interface format: top 2 bits = format, low 30 bits = value
-            in_fmt, inp = inp >> 30, inp & 0x3FFFFFFF
-            out_fmt, out = out >> 30, out & 0x3FFFFFFF
-            off += 32
-        records = _records(dg, FLOW_FORMATS, data, off, end, limit, nrec, "flow")
-        return FlowSample(stype == 3, seq, dsc, dsi, rate, pool, drops, in_fmt, inp, out_fmt,
-                          out, records)
-    if stype == 5:
-        if off + 32 > end:
-            raise RecordError(f"discarded packet sample header needs 32 bytes, has {end - off}")
-        seq, dsc, dsi, drops, inp, out, reason, nrec = _DISC.unpack_from(data, off)
-        off += 32
-        records = _records(dg, FLOW_FORMATS, data, off, end, limit, nrec, "flow")
-        return DiscardSample(seq, dsc, dsi, drops, inp, out, reason, records)
-    dg.unknown_records += 1
-    dg.notes.append(f"unknown sample type {tag_name(stype)} ({end - off} bytes) skipped")
-    return None
+# bytes of each sample format's header, up to and including its record count
+_SAMPLE_HEADER_SIZE = {1: 32, 2: 12, 3: 44, 4: 16, 5: 32}
 
 
 def _records(dg: Datagram, registry, data, off: int, end: int, limit: int, nrec: int,
@@ -286,13 +270,15 @@ def _records(dg: Datagram, registry, data, off: int, end: int, limit: int, nrec:
         dg.problems.append(f"{what} sample declares {nrec} records (implausible); "
                            f"decoding what is there")
     get = registry.get
+    append = out.append
+    unpack_ii = _II.unpack_from
     for i in range(nrec):
         if off + 8 > end:
             dg.problems.append(f"{what} record {i + 1} of {nrec}: header past the end of the "
                                f"sample at offset {off} ({end - off} bytes left): "
                                f"{hexdump(data, off)}")
             return out
-        tag, rlen = _II.unpack_from(data, off)
+        tag, rlen = unpack_ii(data, off)
         body = off + 8
         rend = body + rlen
         stop = False
@@ -309,10 +295,18 @@ def _records(dg: Datagram, registry, data, off: int, end: int, limit: int, nrec:
         rf = get(tag)
         if rf is None:
             dg.unknown_records += 1
-            out.append((None, tag, bytes(data[body:rend])))
-        elif rf.fixed is not None and rf.variants is None and rlen >= rf.min_size:
-            # the hot path: one struct call
-            out.append((rf, rf.fixed.unpack_from(data, body), None))
+            append((None, tag, bytes(data[body:rend])))
+        elif rf.fast is not None and rlen >= rf.min_size:
+            # the hot path: a fixed-size record is one struct call
+            append((rf, rf.fast(data, body), None))
+        elif rf.fast_custom is not None and rlen >= rf.min_size:
+            try:
+                values, extra = rf.fast_custom(data, body, rend)
+            except RecordError as e:
+                dg.problems.append(f"{what} record {i + 1} of {nrec} ({rf.name}, "
+                                   f"{tag_name(tag)}): {e}: {hexdump(data, off)}")
+            else:
+                append((rf, values, extra))
         else:
             try:
                 values, extra, notes = decode_record(rf, data, body, rend)
@@ -323,7 +317,7 @@ def _records(dg: Datagram, registry, data, off: int, end: int, limit: int, nrec:
                 if notes:
                     dg.notes.append(f"{what} record {rf.name}: {'; '.join(notes)} "
                                        f"(kept): {hexdump(data, off)}")
-                out.append((rf, values, extra))
+                append((rf, values, extra))
         off = rend
         if stop:
             return out

@@ -266,17 +266,18 @@ class Converter:
                                        f"{self._suffix(f.kind, f.unit)}")
                             nlines += 1
             pre = base + name + "."
-            for i, f in rf.numeric:
+            plan = _PLANS.get(rf.tag)
+            if plan is None:
+                plan = _PLANS[rf.tag] = _plan(rf)
+            for i, fname, unknown, conv, sfx in plan:
                 v = values[i]
-                if v is None or is_unknown(f.wire, v):
+                if v == unknown or v is None:
                     continue
-                if f.wire == "pct":
-                    v = format_number(v / 100.0)
-                elif f.wire == "f32":
-                    if v != v or v in (float("inf"), float("-inf")):
+                if conv is not None:
+                    v = conv(v)
+                    if v is None:
                         continue
-                    v = format_number(float(f"{v:.6g}"))
-                out.append(f"{pre}{f.name}{alltags} {v} {ts}{self._suffix(f.kind, f.unit)}")
+                out.append(f"{pre}{fname}{alltags} {v} {ts}{sfx}")
                 nlines += 1
         self._inc("counter_samples")
         self._inc("lines", nlines)
@@ -421,6 +422,34 @@ class Converter:
     def lost_datagrams(self) -> int:
         """Datagrams lost across all agents (from their sequence numbers)."""
         return sum(a.lost for a in self._agents.values())
+
+
+_PLANS: dict[int, list] = {}
+_NO_SENTINEL = object()
+
+
+def _pct(v):
+    """sFlow percentage: hundredths of a percent; negative = unknown."""
+    return None if v < 0 else format_number(v / 100.0)
+
+
+def _f32(v):
+    """A float32 gauge, shown with the 6 significant digits it really has."""
+    if v != v or v in (float("inf"), float("-inf")):
+        return None
+    return format_number(float(f"{v:.6g}"))
+
+
+def _plan(rf) -> list:
+    """How to publish each numeric field of a record format: (index, name, the value that
+    means 'unknown', converter, annotation suffix); computed once per format."""
+    plan = []
+    for i, f in rf.numeric:
+        unknown = {"u32": 0xFFFFFFFF, "u64": 0xFFFFFFFFFFFFFFFF}.get(f.wire, _NO_SENTINEL)
+        conv = {"pct": _pct, "f32": _f32}.get(f.wire)
+        sfx = f" mtype={f.kind}" + (f" unit={f.unit}" if f.unit else "")
+        plan.append((i, f.name, unknown, conv, sfx))
+    return plan
 
 
 def _host_descr(s: CounterSample):

@@ -55,7 +55,7 @@ class Field(NamedTuple):
 class RecordFormat:
     """One record structure: where it lives (tag), what it is called, how to read it."""
     __slots__ = ("tag", "enterprise", "format", "name", "title", "fields", "steps",
-                 "fixed", "min_size", "variants", "parse", "numeric")
+                 "fixed", "min_size", "variants", "parse", "numeric", "fast", "fast_custom")
 
     def __init__(self, enterprise: int, fmt: int, name: str, title: str, fields: list[Field],
                  parse: Callable | None = None, optional_from: str | None = None):
@@ -80,12 +80,28 @@ class RecordFormat:
             self.variants = ((self.fixed.size, self.fixed, len(self.fields)),
                              (short.size, short, cut))
             self.min_size = short.size
+        # the decoder's hot path: one bound struct call for a plain fixed-size record
+        self.fast = self.fixed.unpack_from if self.fixed and not self.variants else None
+        # and for a fixed prefix followed by a custom tail (sampled_header, sfp, ...)
+        self.fast_custom = None
+        if (len(self.steps) == 2 and self.steps[0][0] == "fixed"
+                and self.steps[1][0] == "custom"):
+            head = self.steps[0][1]
+            self.min_size = head.size
+            self.fast_custom = _prefix_then_custom(head.unpack_from, head.size, parse)
         # indices of the fields published as metrics, with their kinds and units
         self.numeric = tuple((i, f) for i, f in enumerate(self.fields)
                              if f.kind in ("counter", "gauge"))
 
     def __repr__(self):
         return f"<sFlow record {self.enterprise}:{self.format} {self.name}>"
+
+
+def _prefix_then_custom(unpack, size, parse):
+    def fast(data, off, end):
+        v, extra = parse(data, off + size, end, None)
+        return unpack(data, off) + (v,), extra
+    return fast
 
 
 # wire type -> (struct code, size)
