@@ -30,16 +30,15 @@ Lost datagrams come from the agent's datagram sequence numbers (per agent and su
 """
 from __future__ import annotations
 
-import ipaddress
 import uuid as _uuid
 
 from monbus.core.line import Sanitizer, format_number, sanitize
 
 from .datagram import CounterSample, Datagram, DiscardSample, FlowSample
 from .headers import ETHERTYPES, IP_PROTOCOLS, parse_header
-from .records import (APP_OPERATIONS, GENERIC, HOST_DESCR, HOST_PARENT, MACHINE_TYPES,
+from .records import (APP_OPERATIONS, EXTENDED_SWITCH, GENERIC, HOST_DESCR, HOST_PARENT,
                       OS_NAMES, PORT_NAME, SAMPLED_ETHERNET, SAMPLED_HEADER, SAMPLED_IPV4,
-                      SAMPLED_IPV6, EXTENDED_SWITCH, SFP_LANE_FIELDS, is_unknown)
+                      SAMPLED_IPV6, SFP_LANE_FIELDS, is_unknown)
 
 __all__ = ["Converter", "DISCARD_REASONS"]
 
@@ -84,7 +83,7 @@ DISCARD_REASONS: dict[int, str] = {int(_r[i]): _r[i + 1] for i in range(0, len(_
 
 _INSTANCE = {0: "if", 1: "vlan", 2: "entity", 3: "logical"}
 _HIGH_PORT = 32768
-_LINK = {0: "link"}
+_MAX_AGENTS = 65536
 
 
 class _Agent:
@@ -122,6 +121,8 @@ class Converter:
         self._san = Sanitizer()
         self._agent_names: dict[str, str] = {}
         self._meta: dict = {}
+        self._next_report = 0.0
+        self._last_now = 0.0
 
     # --- helpers -----------------------------------------------------------------------
     def _inc(self, name, n=1):
@@ -146,10 +147,18 @@ class Converter:
     def datagram(self, dg: Datagram, now: float) -> list[str]:
         """Lines for one decoded datagram (counters now; flows go into the window)."""
         ts = format_number(float(int(now)))
+        if now > self._last_now:
+            self._last_now = now
         out: list[str] = []
         key = (dg.agent, dg.sub_agent)
         st = self._agents.get(key)
         if st is None:
+            if len(self._agents) >= _MAX_AGENTS:
+                # agent addresses come from the payload: bound the state a flood can create
+                self._inc("agent_table_resets")
+                self._agents.clear()
+                self._hostnames.clear()
+                self._cumulative.clear()
             st = self._agents[key] = _Agent(dg.sub_agent)
         self._sequence(st, dg)
         agent_host = self._agent_component(dg.agent)
@@ -367,7 +376,12 @@ class Converter:
         key = (host, tags, f"{inst}.discards.{reason}", "discard")
         acc = w.get(key)
         if acc is None:
-            acc = w[key] = [0, 0, 0]
+            if len(w) >= self.max_flow_keys:
+                self._inc("flow_keys_overflow")
+                key = (host, tags, f"{inst}.discards.overflow", "discard")
+                acc = w.get(key)
+            if acc is None:
+                acc = w[key] = [0, 0, 0]
         acc[0] += 1
         self._inc("discard_samples")
 
@@ -377,7 +391,8 @@ class Converter:
         agents' datagram/loss counters."""
         out: list[str] = []
         ended = [w for w in self._windows if final or w + self.interval <= now]
-        if not ended:
+        report = final or now >= self._next_report
+        if not ended and not report:
             return out
         iv = self.interval
         ivs = format_number(iv)
@@ -398,7 +413,12 @@ class Converter:
                 out.append(f"{pre}bytes{tags} {format_number(nbytes / iv)} {ts}{g_bytes}")
                 out.append(f"{pre}frames{tags} {format_number(frames / iv)} {ts}{g_frames}")
                 out.append(f"{pre}samples{tags} {n} {ts}{a_samples}")
-        ts = format_number(float(int(now)))
+        if not report:
+            self._inc("lines", len(out))
+            return out
+        # the agents' own cumulative counters, once per interval
+        self._next_report = (now // iv + 1) * iv
+        ts = format_number(float(int(max(now, self._last_now))))
         for (host, tags, inst), (pool, drops) in self._cumulative.items():
             out.append(f"{p}.{host}.{inst}.flow.sample_pool{tags} {pool} {ts} mtype=counter "
                        f"unit=frames")

@@ -22,6 +22,24 @@ _DGRAM = re.compile(r"sFlowv5, IPv[46] agent (\S+), agent-id (\d+), seqnum (\d+)
                     r"uptime (\d+), samples (\d+), length (\d+)")
 _SAMPLE = re.compile(r"^\s+(expanded )?(counter|flow) sample \((\d)\), length (\d+), seqnum "
                      r"(\d+), type (\d+), idx (\d+)")
+_FLOWSAMPLE = re.compile(r"rate (\d+), pool (\d+), drops (\d+), input (\d+)(?: \((\d)\))?, "
+                         r"output (\d+)(?: \((\d)\))?,? records (\d+)")
+_RAW = re.compile(r"protocol \S+ \((\d+)\), length (\d+), stripped bytes (\d+), "
+                  r"header_size (\d+)")
+_GENERIC = [  # tcpdump's generic counter printout -> our field names
+    (re.compile(r"ifindex (\d+), iftype (\d+), ifspeed (\d+), ifdirection (\d+)"),
+     ("index", "type", "speed", "direction")),
+    (re.compile(r"ifstatus (\d+),"), ("status",)),
+    (re.compile(r"In octets (\d+), unicast pkts (\d+), multicast pkts (\d+), broadcast pkts "
+                r"(\d+), discards (\d+)"),
+     ("in_octets", "in_ucast_pkts", "in_multicast_pkts", "in_broadcast_pkts", "in_discards")),
+    (re.compile(r"In errors (\d+), unknown protos (\d+)"), ("in_errors", "in_unknown_protos")),
+    (re.compile(r"Out octets (\d+), unicast pkts (\d+), multicast pkts (\d+), broadcast pkts "
+                r"(\d+), discards (\d+)"),
+     ("out_octets", "out_ucast_pkts", "out_multicast_pkts", "out_broadcast_pkts",
+      "out_discards")),
+    (re.compile(r"Out errors (\d+), promisc mode (\d+)"), ("out_errors", "promiscuous_mode")),
+]
 _UNKNOWN = re.compile(r"^\s+enterprise 0, Unknown \((\d+)\) length (\d+)")
 _HEX = re.compile(r"^\s+0x[0-9a-f]{4}:\s+((?:[0-9a-f]{2,4} ?)+)")
 
@@ -45,9 +63,18 @@ def parse_tcpdump(name):
             continue
         m = _SAMPLE.match(raw)
         if m:
-            cur["samples"].append(m.groups())
+            fm = _FLOWSAMPLE.search(raw)
+            cur["samples"].append((m.groups(), fm.groups() if fm else None, {}, []))
             hexbuf = None
             continue
+        if cur["samples"]:
+            for rx, names in _GENERIC:
+                gm = rx.search(raw)
+                if gm:
+                    cur["samples"][-1][2].update(zip(names, map(int, gm.groups())))
+            rm = _RAW.search(raw)
+            if rm:
+                cur["samples"][-1][3].append(tuple(map(int, rm.groups())))
         m = _UNKNOWN.match(raw)
         if m:
             hexbuf = bytearray()
@@ -82,12 +109,38 @@ def test_headers_and_samples_match_tcpdump(capture, out):
             (agent, int(sub), int(seq), int(uptime), int(nsamples))
         assert len(payloads[num]) == int(length)
         assert len(dg.samples) == len(info["samples"])
-        for s, (exp, kind, fmt, slen, sseq, stype, sidx) in zip(dg.samples, info["samples"]):
+        for s, (head, flow, generic, raws) in zip(dg.samples, info["samples"]):
+            exp, kind, fmt, slen, sseq, stype, sidx = head
             assert s.kind == ("counters" if kind == "counter" else "flow")
             assert s.expanded == bool(exp)
             assert (s.sequence, s.ds_class, s.ds_index) == (int(sseq), int(stype), int(sidx))
             checked += 1
-    assert checked
+            if flow:
+                rate, pool, drops, inp, infmt, out, outfmt, nrec = flow
+                assert (s.sampling_rate, s.sample_pool, s.drops) == \
+                    (int(rate), int(pool), int(drops))
+                if s.expanded:  # tcpdump: "input 29001 (0)" = value (format)
+                    assert (s.input, s.input_format) == (int(inp), int(infmt))
+                    assert (s.output, s.output_format) == (int(out), int(outfmt))
+                else:           # tcpdump prints the compact 32-bit word
+                    assert (s.input_format << 30) | s.input == int(inp)
+                    assert (s.output_format << 30) | s.output == int(out)
+                assert len(s.records) == int(nrec)
+                checked += 5
+            headers = [(r[1][0], r[1][1], r[1][2], r[1][3]) for r in s.records
+                       if r[0] is not None and r[0].name == "sampled_header"]
+            assert headers == raws
+            checked += len(raws)
+            if generic:
+                (rec,) = [r for r in s.records if r[0] is not None and r[0].name == "if"]
+                view = dict(zip([f.name for f in rec[0].fields], rec[1]))
+                for name, value in generic.items():
+                    assert view[name] == value, (num, name)
+                    checked += 1
+    # every sample header, plus 19 generic counter fields per interface counter sample
+    assert checked >= {"tcpdump_sflow_multiple_counter_30_pdus.pcap": 144 + 142 * 19,
+                       "tcpdump_sflow-print-v6.pcap": 61 + 48 * 19 + 13 * 6,
+                       "tcpdump_sflow_expanded.pcap": 1 + 6}[capture], checked
 
 
 def test_host_structures_framed_as_tcpdump_prints_them():
