@@ -22,7 +22,7 @@ _DGRAM = re.compile(r"sFlowv5, IPv[46] agent (\S+), agent-id (\d+), seqnum (\d+)
                     r"uptime (\d+), samples (\d+), length (\d+)")
 _SAMPLE = re.compile(r"^\s+(expanded )?(counter|flow) sample \((\d)\), length (\d+), seqnum "
                      r"(\d+), type (\d+), idx (\d+)")
-_FLOWSAMPLE = re.compile(r"rate (\d+), pool (\d+), drops (\d+), input (\d+)(?: \((\d)\))?, "
+_FLOWSAMPLE = re.compile(r"rate (\d+), pool (\d+), drops (\d+), input (\d+)(?: \((\d)\))?,? "
                          r"output (\d+)(?: \((\d)\))?,? records (\d+)")
 _RAW = re.compile(r"protocol \S+ \((\d+)\), length (\d+), stripped bytes (\d+), "
                   r"header_size (\d+)")
