@@ -10,7 +10,8 @@ Counters (counter samples) become one line per field as they arrive:
                 (class 2), logical<index> (class 3); `host` for the sample that carries the
                 host's own host_descr; vlan counters use vlan<vlan_id>
     tags        agent=<address> when <host> is a hostname; uuid= and os= from host_descr;
-                ifname= from a port_name record; app= from an application record
+                ifname= from a port_name record; app= from an application record;
+                of_dpid= and of_port= from an OpenFlow port record; jvm= from jvm_runtime
 
 Flow samples and discarded-packet samples are aggregated in fixed windows of `interval`
 seconds (aligned to the epoch) and published when the window has ended:
@@ -37,7 +38,7 @@ from monbus.core.line import Sanitizer, format_number, sanitize
 from .datagram import CounterSample, Datagram, DiscardSample, FlowSample
 from .headers import ETHERTYPES, IP_PROTOCOLS, parse_header
 from .records import (APP_OPERATIONS, EXTENDED_SWITCH, GENERIC, HOST_DESCR, HOST_PARENT,
-                      OS_NAMES, PORT_NAME, SAMPLED_ETHERNET, SAMPLED_HEADER, SAMPLED_IPV4,
+                      JVM_RUNTIME, OPENFLOW, OS_NAMES, PORT_NAME, SAMPLED_ETHERNET, SAMPLED_HEADER, SAMPLED_IPV4,
                       SAMPLED_IPV6, SFP_LANE_FIELDS, is_unknown)
 
 __all__ = ["Converter", "DISCARD_REASONS"]
@@ -235,6 +236,10 @@ class Converter:
                 extra_tags += f";ifname={sanitize(values[0])}"
             elif rf is APP_OPERATIONS and values[0]:
                 extra_tags += f";app={sanitize(values[0])}"
+            elif rf is OPENFLOW:
+                extra_tags += f";of_dpid={values[0]:016x};of_port={values[1]}"
+            elif rf is JVM_RUNTIME and values[0]:
+                extra_tags += f";jvm={sanitize(values[0])}"
         base = f"{self.prefix}.{host}.{inst}."
         alltags = tags + extra_tags
         nlines = 0

@@ -536,7 +536,7 @@ _counter(0, 1002, "radio", "802.11 radio utilization", """
     on_channel_busy_time  u32 counter ms
 """)
 
-_counter(0, 1004, "openflow", "OpenFlow port", """
+OPENFLOW = _counter(0, 1004, "openflow", "OpenFlow port", """
     datapath_id  u64 label
     port_no      u32 label
 """)
