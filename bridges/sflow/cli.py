@@ -61,6 +61,7 @@ def listen(listen, prefix, max_flow_keys, interval, selfmetrics_interval, relay,
     and dropped; a malformed datagram is reported (hex of the bytes) and what was whole in it
     is kept.  Stops cleanly on SIGTERM/SIGINT, publishing the open aggregation window.
     """
+    from monbus.core.line import LineError
     from monbus.core.selfmetrics import Counters
 
     from .pipeline import Pipeline
@@ -113,18 +114,25 @@ def listen(listen, prefix, max_flow_keys, interval, selfmetrics_interval, relay,
                           type(e).__name__, e, payload[:64].hex())
                 continue
             for line in lines:
-                sender.add(line)
+                _add(line)
             if problems:
                 report(problems)
 
+    def _add(line):
+        try:
+            sender.add(line)
+        except LineError as e:  # a converter bug must not stop the daemon either
+            counters.inc("invalid_lines")
+            log.error("invalid line dropped: %s", e)
+
     def on_tick(now):
         for line in pipe.flush(now, final=False):
-            sender.add(line)
+            _add(line)
         for k, v in pipe.counts.items():
             counters.values[k] = v
         counters.gauges.add("lost_datagrams")
 
-    stats = run_daemon(sender, counters, socks, on_readable, _FinalFlush(pipe, sender, on_tick),
+    stats = run_daemon(sender, counters, socks, on_readable, _FinalFlush(pipe, _add, on_tick),
                        selfmetrics_interval=selfmetrics_interval)
     for s in socks:
         s.close()
@@ -140,8 +148,8 @@ class _FinalFlush:
     that it is the last call.  Work-around (core change wanted: an `on_stop` hook): on the
     first tick, wrap the stop handlers run_daemon installed so that we learn of the stop."""
 
-    def __init__(self, pipe, sender, on_tick):
-        self.pipe, self.sender, self.on_tick = pipe, sender, on_tick
+    def __init__(self, pipe, add, on_tick):
+        self.pipe, self.add, self.on_tick = pipe, add, on_tick
         self.stopping = False
         self.wrapped = False
 
@@ -163,7 +171,7 @@ class _FinalFlush:
         self.on_tick(now)
         if self.stopping:
             for line in self.pipe.flush(now, final=True):
-                self.sender.add(line)
+                self.add(line)
 
 
 def _fmt_addr(a) -> str:
