@@ -32,10 +32,11 @@ def _interval_option(f):
 def _common(f):
     f = click.option("--prefix", default="sflow", show_default=True,
                      help="First path component of every line.")(f)
-    f = click.option("--max-flow-keys", default=20000, show_default=True,
+    f = click.option("--max-flow-keys", default=2000, show_default=True,
                      type=click.IntRange(min=10),
-                     help="Most distinct interface/VLAN/protocol series per window; more are "
-                          "summed under proto.overflow and counted.")(f)
+                     help="Most distinct protocol (port) and discard-reason series per agent "
+                          "and window; more are summed under proto.overflow / "
+                          "discards.overflow and counted in flow_keys_overflow.")(f)
     return _interval_option(f)
 
 

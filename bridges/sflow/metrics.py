@@ -107,7 +107,7 @@ class Converter:
     """Stateful converter: `datagram(dg, now)` returns the counter lines of one datagram and
     accumulates its flows; `flush(now)` returns the lines of the windows that have ended."""
 
-    def __init__(self, interval: float = 10.0, prefix: str = "sflow", max_flow_keys: int = 20000,
+    def __init__(self, interval: float = 10.0, prefix: str = "sflow", max_flow_keys: int = 2000,
                  counts: dict | None = None):
         if interval <= 0:
             raise ValueError("interval must be positive")
@@ -304,13 +304,20 @@ class Converter:
             w = self._windows[start] = {}
         return w
 
-    def _add(self, w: dict, key, frames, nbytes):
+    def _add(self, w: dict, key, frames, nbytes, capped: bool = False):
         acc = w.get(key)
         if acc is None:
-            if len(w) >= self.max_flow_keys:
-                self._inc("flow_keys_overflow")
-                key = (key[0], key[1], "proto.overflow")
-                acc = w.get(key)
+            # Interfaces and VLANs are bounded by the agents' topology; protocol keys (ports)
+            # are bounded by traffic, so they are capped per window and per host.
+            if capped:
+                nkey = (key[0], key[1], None)
+                n = w.get(nkey, 0)
+                if n >= self.max_flow_keys:
+                    self._inc("flow_keys_overflow")
+                    key = (key[0], key[1], "proto.overflow")
+                    acc = w.get(key)
+                else:
+                    w[nkey] = n + 1
             if acc is None:
                 acc = w[key] = [0, 0, 0]
         acc[0] += 1
@@ -366,7 +373,7 @@ class Converter:
             proto += "." + l4
             if port is not None:
                 proto += "." + port
-        self._add(w, (host, tags, proto), frames, nbytes)
+        self._add(w, (host, tags, proto), frames, nbytes, capped=True)
         cum = self._cumulative.get((host, tags, inst))
         if cum is None:
             cum = self._cumulative[(host, tags, inst)] = [0, 0]
@@ -381,10 +388,14 @@ class Converter:
         key = (host, tags, f"{inst}.discards.{reason}", "discard")
         acc = w.get(key)
         if acc is None:
-            if len(w) >= self.max_flow_keys:
+            nkey = (host, tags, None)
+            nk = w.get(nkey, 0)
+            if nk >= self.max_flow_keys:
                 self._inc("flow_keys_overflow")
                 key = (host, tags, f"{inst}.discards.overflow", "discard")
                 acc = w.get(key)
+            else:
+                w[nkey] = nk + 1
             if acc is None:
                 acc = w[key] = [0, 0, 0]
         acc[0] += 1
@@ -408,8 +419,11 @@ class Converter:
         for start in sorted(ended):
             w = self._windows.pop(start)
             ts = format_number(start)
-            for key, (n, frames, nbytes) in w.items():
+            for key, acc in w.items():
                 host, tags, path = key[0], key[1], key[2]
+                if path is None:  # the per-host count of protocol keys
+                    continue
+                n, frames, nbytes = acc
                 if len(key) == 4:  # discards
                     out.append(f"{p}.{host}.{path}{tags} {n} {ts} mtype=absolute "
                                f"unit=packets interval={ivs}")

@@ -11,7 +11,7 @@ __all__ = ["Pipeline"]
 class Pipeline:
     """Decode datagrams, convert them, count what happened (in `counts`, for self-metrics)."""
 
-    def __init__(self, interval: float = 10.0, prefix: str = "sflow", max_flow_keys: int = 20000):
+    def __init__(self, interval: float = 10.0, prefix: str = "sflow", max_flow_keys: int = 2000):
         self.counts: dict[str, float] = {}
         self.converter = Converter(interval, prefix, max_flow_keys, counts=self.counts)
 

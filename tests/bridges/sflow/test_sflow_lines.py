@@ -193,3 +193,32 @@ def test_non_sflow_and_malformed_are_counted_and_quoted():
         decode_datagram(b"\0\0\0\x05")
     except SflowError as e:
         assert e.reason == "too_short" and "00000005" in str(e)
+
+
+def _flow_datagram(seq: int, dst_port: int) -> bytes:
+    """A flow sample of one UDP/IPv4 packet to dst_port, as raw_ip sampled header
+    (header protocol 11), from agent 192.0.2.7 interface 4, 1-in-100."""
+    ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 60, 0, 0, 64, 17, 0, bytes([10, 0, 0, 1]),
+                     bytes([10, 0, 0, 2])) + struct.pack(">HHHH", 40000, dst_port, 40, 0)
+    hdr = struct.pack(">IIII", 11, 60, 0, len(ip)) + ip
+    rec = struct.pack(">II", 1, len(hdr)) + hdr
+    sample = struct.pack(">IIIIIIII", seq, 4, 100, seq * 100, 0, 4, 5, 1) + rec
+    return (struct.pack(">II4sIIII", 5, 1, bytes([192, 0, 2, 7]), 0, seq, 1000, 1)
+            + struct.pack(">II", 1, len(sample)) + sample)
+
+
+def test_protocol_keys_are_capped_per_window_and_counted():
+    pipe = Pipeline(interval=10, max_flow_keys=10)
+    for i in range(30):
+        lines, problems = pipe.feed(_flow_datagram(i + 1, 1000 + i), 1005, "t")
+        assert not problems
+    series = _by_series(pipe.flush(1010))
+    ports = [s for s in series if s.startswith("sflow.192_0_2_7.proto.ipv4.udp.")
+             and s.endswith(".frames")]
+    assert len(ports) == 10
+    over = series["sflow.192_0_2_7.proto.overflow.frames"].value
+    assert over * 10 == 20 * 100          # 20 packets, each standing for 100
+    assert pipe.counts["flow_keys_overflow"] == 20
+    # the interface total is not capped: all 30 samples
+    assert series["sflow.192_0_2_7.if4.flow.samples"].value == 30
+    assert series["sflow.192_0_2_7.if4.flow.bytes"].value * 10 == 30 * 60 * 100
