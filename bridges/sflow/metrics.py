@@ -3,6 +3,7 @@
 Counters (counter samples) become one line per field as they arrive:
 
     sflow.<host>.<instance>.<structure>.<field>[;tags] <value> <ts> mtype=counter|gauge [unit=]
+                                                                    [max=<wrap value>]
 
     <host>      the hostname from a host_descr record (hsflowd) when the agent sends one,
                 else the agent address (IPv4 dots become '_'; IPv6 keeps its ':')
@@ -464,6 +465,7 @@ class Converter:
 
 
 _PLANS: dict[int, list] = {}
+_WRAP = {"u32": 2**32 - 1, "u64": 2**64 - 1}
 _NO_SENTINEL = object()
 
 
@@ -487,6 +489,9 @@ def _plan(rf) -> list:
         unknown = {"u32": 0xFFFFFFFF, "u64": 0xFFFFFFFFFFFFFFFF}.get(f.wire, _NO_SENTINEL)
         conv = {"pct": _pct, "f32": _f32}.get(f.wire)
         sfx = f" mtype={f.kind}" + (f" unit={f.unit}" if f.unit else "")
+        if f.kind == "counter" and f.wire in _WRAP:
+            # where the counter wraps: sFlow counters are 32 or 64 bits wide
+            sfx += f" max={_WRAP[f.wire]}"
         plan.append((i, f.name, unknown, conv, sfx))
     return plan
 

@@ -60,7 +60,9 @@ def test_interface_counter_lines_carry_tshark_values():
                         assert ln.value == value and ln.timestamp == 1700000000
                         checked += 1
                     mt = series[pre + "in_octets"].meta
-                    assert mt == {"mtype": "counter", "unit": "bytes"}
+                    assert mt == {"mtype": "counter", "unit": "bytes",
+                                  "max": str(2**64 - 1)}  # ifInOctets is 64-bit in sFlow
+                    assert series[pre + "in_errors"].meta["max"] == str(2**32 - 1)
                     assert series[pre + "speed"].meta == {"mtype": "gauge", "unit": "bit/s"}
     assert checked > 1500
 
