@@ -133,7 +133,12 @@ def listen(listen, prefix, max_flow_keys, interval, selfmetrics_interval, relay,
             counters.values[k] = v
         counters.gauges.add("lost_datagrams")
 
-    stats = run_daemon(sender, counters, socks, on_readable, _FinalFlush(pipe, _add, on_tick),
+    def drain():
+        for sock in socks:
+            on_readable(sock)
+
+    stats = run_daemon(sender, counters, socks, on_readable,
+                       _FinalFlush(pipe, _add, on_tick, drain),
                        selfmetrics_interval=selfmetrics_interval)
     for s in socks:
         s.close()
@@ -149,8 +154,8 @@ class _FinalFlush:
     that it is the last call.  Work-around (core change wanted: an `on_stop` hook): on the
     first tick, wrap the stop handlers run_daemon installed so that we learn of the stop."""
 
-    def __init__(self, pipe, add, on_tick):
-        self.pipe, self.add, self.on_tick = pipe, add, on_tick
+    def __init__(self, pipe, add, on_tick, drain):
+        self.pipe, self.add, self.on_tick, self.drain = pipe, add, on_tick, drain
         self.stopping = False
         self.wrapped = False
 
@@ -169,6 +174,9 @@ class _FinalFlush:
     def __call__(self, now):
         if not self.wrapped:
             self._wrap()
+        if self.stopping:
+            # what is already in the socket buffers is read, not lost
+            self.drain()
         self.on_tick(now)
         if self.stopping:
             for line in self.pipe.flush(now, final=True):

@@ -58,17 +58,24 @@ def test_counters_flows_and_bad_input_over_udp(sflow_listener, subscribe):
 
 
 def test_sigterm_publishes_the_open_window_ipv6(sflow_listener, subscribe):
-    sub = subscribe("sflow.**")
+    sub = subscribe("sflow.**", "monbus.*.sflow.flow_samples")
     # a window far longer than the test: only the stop can publish it
-    lst = sflow_listener("--interval", "3600", host="::1")
+    lst = sflow_listener("--interval", "3600", "--selfmetrics-interval", "0.2", host="::1")
     wait_listening(lst, sub, V5_EXAMPLE)
     lst.send(_with_seq(TWO_FLOWS, 7))
-    # the flows are only counted, nothing is published until the stop
-    wait_for(lambda: lst.proc.poll() is None, what="listener alive")
+    # the flows are only counted (self-metric flow_samples), not published until the stop
+    seen = []
+
+    def counted():
+        seen.extend(sub.recv_lines(0.3) or [])
+        return any(ln.series.endswith(".sflow.flow_samples") and ln.value >= 2 for ln in seen)
+    wait_for(counted, timeout=30, what="the flow samples counted")
+    assert not any(".flow." in ln.series for ln in seen)
     rc, err = lst.stop()
     assert rc == 0, err
     got = collect(sub, 1, timeout=15)
     got += sub.recv_lines(1.0) or []
+    got = [ln for ln in got if ln.series.startswith("sflow.")]
     names = {ln.series for ln in got}
     # the flow window was published by the stop: per interface and per protocol
     assert any(n.startswith("sflow.192_168_1_2.") and n.endswith(".flow.samples") for n in names)
