@@ -118,6 +118,10 @@ def listen(listen, prefix, max_flow_keys, interval, selfmetrics_interval, relay,
                 _add(line)
             if problems:
                 report(problems)
+            if pipe.notices:
+                for notice in pipe.notices:
+                    log.warning("%s", notice)
+                pipe.notices.clear()
 
     def _add(line):
         try:
@@ -232,6 +236,9 @@ def decode(files, prefix, max_flow_keys, interval, raw, now, send, relay, spool,
             for p in problems:
                 bad += 1
                 click.echo(f"monbus sflow decode: {path}: {p}", err=True)
+            for notice in pipe.notices:
+                click.echo(f"monbus sflow decode: {path}: {notice}", err=True)
+            pipe.notices.clear()
     for line in pipe.flush(0, final=True):
         out(line)
     if sender is not None:

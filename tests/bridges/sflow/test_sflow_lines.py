@@ -224,3 +224,26 @@ def test_protocol_keys_are_capped_per_window_and_counted():
     # the interface total is not capped: all 30 samples
     assert series["sflow.192_0_2_7.if4.flow.samples"].value == 30
     assert series["sflow.192_0_2_7.if4.flow.bytes"].value * 10 == 30 * 60 * 100
+
+
+def test_unknown_record_is_skipped_counted_and_named_once():
+    """A counter record of an enterprise monbus does not know, between two it knows."""
+    generic = bytes.fromhex("00000001") + struct.pack(">I", 88) + struct.pack(
+        ">IIQIIQIIIIIIQIIIIII", 9, 6, 10**9, 1, 3, 1000, 1, 2, 3, 4, 5, 6, 2000, 7, 8, 9, 10,
+        11, 0)
+    unknown = struct.pack(">II", (9999 << 12) | 77, 12) + b"\x01" * 12
+    proc = struct.pack(">II", 1001, 28) + struct.pack(">iiiQQ", 100, 200, 300, 8, 4)
+    body = generic + unknown + proc
+    sample = struct.pack(">IIII", 1, 0, 9, 3) + body
+    dgram = (struct.pack(">II4sIIII", 5, 1, bytes([192, 0, 2, 8]), 0, 1, 1000, 1)
+             + struct.pack(">II", 4, len(sample)) + sample)
+    pipe = Pipeline()
+    lines, problems = pipe.feed(dgram, 1000, "t")
+    assert not problems
+    series = _by_series(lines)
+    assert series["sflow.192_0_2_8.if9.if.in_octets"].value == 1000
+    assert series["sflow.192_0_2_8.if9.processor.cpu_1m"].value == 2
+    assert pipe.counts["unknown_records"] == 1
+    assert len(pipe.notices) == 1 and "9999:77" in pipe.notices[0]
+    pipe.feed(dgram, 1001, "t")
+    assert pipe.counts["unknown_records"] == 2 and len(pipe.notices) == 1
