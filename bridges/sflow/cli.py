@@ -51,7 +51,8 @@ def cli():
                    "[::1]:PORT; [::]:6343 or 0.0.0.0:6343 for every interface) "
                    "[default: 127.0.0.1:6343 and [::1]:6343].")
 @_common
-@click.option("--selfmetrics-interval", default=10.0, show_default=True, type=float,
+@click.option("--selfmetrics-interval", default=10.0, show_default=True,
+              type=click.FloatRange(min=0.1),
               help="Seconds between self-metric publications (monbus.<host>.sflow.*).")
 @sender_options
 def listen(listen, prefix, max_flow_keys, interval, selfmetrics_interval, relay, spool, timeout,

@@ -17,7 +17,8 @@ HEADER_ETHERNET = 1
 HEADER_IPV4 = 11
 HEADER_IPV6 = 12
 
-ETHERTYPES = {0x0800: "ipv4", 0x86DD: "ipv6", 0x0806: "arp", 0x8035: "rarp", 0x88CC: "lldp",
+# 0 is how PacketInfo marks an 802.3 frame with an LLC header and no SNAP ethertype
+ETHERTYPES = {0: "llc", 0x0800: "ipv4", 0x86DD: "ipv6", 0x0806: "arp", 0x8035: "rarp", 0x88CC: "lldp",
               0x8847: "mpls", 0x8848: "mpls", 0x8863: "pppoe", 0x8864: "pppoe",
               0x888E: "eapol", 0x88F7: "ptp", 0x8906: "fcoe", 0x22F0: "avtp", 0x9000: "loop",
               0x88E5: "macsec", 0x8809: "slow"}
