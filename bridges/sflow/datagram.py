@@ -272,7 +272,8 @@ def _records(dg: Datagram, registry, data, off: int, end: int, limit: int, nrec:
     get = registry.get
     append = out.append
     unpack_ii = _II.unpack_from
-    for i in range(nrec):
+    i = 0
+    while i < nrec:
         if off + 8 > end:
             dg.problems.append(f"{what} record {i + 1} of {nrec}: header past the end of the "
                                f"sample at offset {off} ({end - off} bytes left): "
@@ -281,6 +282,15 @@ def _records(dg: Datagram, registry, data, off: int, end: int, limit: int, nrec:
         tag, rlen = unpack_ii(data, off)
         body = off + 8
         rend = body + rlen
+        rf = get(tag)
+        if rend <= end and rf is not None:
+            fast = rf.fast
+            if fast is not None and rlen >= rf.min_size:
+                # the hot path: a whole record of a fixed-size format is one struct call
+                append((rf, fast(data, body), None))
+                off = rend
+                i += 1
+                continue
         stop = False
         if rend > end:
             if rend > limit:
@@ -292,12 +302,10 @@ def _records(dg: Datagram, registry, data, off: int, end: int, limit: int, nrec:
                                f"{rlen} past the end of its sample ({end - body} bytes left); "
                                f"read from the bytes that follow: {hexdump(data, off)}")
             stop = True
-        rf = get(tag)
         if rf is None:
             dg.unknown_records += 1
             append((None, tag, bytes(data[body:rend])))
         elif rf.fast is not None and rlen >= rf.min_size:
-            # the hot path: a fixed-size record is one struct call
             append((rf, rf.fast(data, body), None))
         elif rf.fast_custom is not None and rlen >= rf.min_size:
             try:
@@ -319,6 +327,7 @@ def _records(dg: Datagram, registry, data, off: int, end: int, limit: int, nrec:
                                        f"(kept): {hexdump(data, off)}")
                 append((rf, values, extra))
         off = rend
+        i += 1
         if stop:
             return out
     if off != end:
