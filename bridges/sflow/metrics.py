@@ -193,8 +193,10 @@ class Converter:
             st.seq, st.uptime = seq, dg.uptime
             return
         diff = (seq - st.seq) & 0xFFFFFFFF
-        if dg.uptime + 60_000 < st.uptime and diff != 1:
-            # uptime went back: the agent restarted and its sequence starts again
+        if diff >= 0x80000000 and dg.uptime + 60_000 < st.uptime:
+            # sequence and uptime (by more than a reordering could) both went back: the
+            # agent restarted.  Uptime alone goes back when its 32-bit milliseconds wrap
+            # (49.7 days); sequence alone when a datagram is reordered.
             st.resets += 1
             st.seq = seq
         elif diff == 0:
@@ -255,15 +257,6 @@ class Converter:
                 out.append(f"{pre}admin_up{alltags} {status & 1} {ts}{sfx}")
                 out.append(f"{pre}oper_up{alltags} {(status >> 1) & 1} {ts}{sfx}")
                 nlines += 2
-            elif name == "vlan":
-                pre = f"{self.prefix}.{host}.vlan{values[0]}.vlan."
-                for i, f in rf.numeric:
-                    v = values[i]
-                    if not is_unknown(f.wire, v):
-                        out.append(f"{pre}{f.name}{alltags} {v} {ts}"
-                                   f"{self._suffix(f.kind, f.unit)}")
-                        nlines += 1
-                continue
             elif name == "lag":
                 st4 = bytes(values[3])
                 pre = base + "lag."
@@ -280,7 +273,10 @@ class Converter:
                             out.append(f"{pre}{f.name}{alltags} {lane[j]} {ts}"
                                        f"{self._suffix(f.kind, f.unit)}")
                             nlines += 1
-            pre = base + name + "."
+            if name == "vlan":  # VLAN counters: under the VLAN, whatever the data source
+                pre = f"{self.prefix}.{host}.vlan{values[0]}.vlan."
+            else:
+                pre = base + name + "."
             plan = _PLANS.get(rf.tag)
             if plan is None:
                 plan = _PLANS[rf.tag] = _plan(rf)

@@ -247,3 +247,20 @@ def test_unknown_record_is_skipped_counted_and_named_once():
     assert len(pipe.notices) == 1 and "9999:77" in pipe.notices[0]
     pipe.feed(dgram, 1001, "t")
     assert pipe.counts["unknown_records"] == 2 and len(pipe.notices) == 1
+
+
+def test_uptime_wrap_with_loss_is_loss_not_a_restart():
+    """32-bit milliseconds of uptime wrap after 49.7 days; the sequence goes on."""
+    dgs = _v6_datagrams()
+    pipe = Pipeline()
+    base = dgs[0]
+    seq0 = decode_datagram(base).sequence
+
+    def at(seq, uptime):
+        return base[:28] + struct.pack(">II", seq, uptime) + base[36:]
+    pipe.feed(at(seq0, 2**32 - 2000), 1000, "t")
+    pipe.feed(at(seq0 + 3, 3000), 1001, "t")  # two datagrams lost across the wrap
+    series = _by_series(pipe.flush(0, final=True))
+    pre = "sflow.30::1:1:1.agent.sub0."
+    assert series[pre + "lost_datagrams"].value == 2
+    assert series[pre + "resets"].value == 0
