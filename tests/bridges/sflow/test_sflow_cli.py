@@ -48,13 +48,17 @@ def test_decode_refuses_a_non_pcap_file(monbus, tmp_path):
 
 
 def test_decode_send_puts_the_lines_on_the_bus(monbus, relay, subscribe):
-    from helpers import collect
+    from helpers import wait_for
     sub = subscribe("sflow.**")
     f = DATA / "vectors" / "telegraf_sflow_v5_example.bin"
     r = monbus("sflow", "decode", "--raw", "--now", "1700000000", "--send",
                "--relay", relay.input, f)
     assert r.returncode == 0, r.stderr
     assert r.stdout == ""
-    got = collect(sub, 5, timeout=15)
-    series = {ln.series: ln.value for ln in got}
+    series = {}
+
+    def arrived():
+        series.update({ln.series: ln.value for ln in sub.recv_lines(0.3) or []})
+        return "sflow.192_168_119_184.if3.if.in_octets;ifname=eno1" in series
+    wait_for(arrived, timeout=15, what="the decoded lines on the bus")
     assert series["sflow.192_168_119_184.if3.if.in_octets;ifname=eno1"] == 3910
