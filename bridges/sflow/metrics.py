@@ -436,10 +436,11 @@ class Converter:
         self._next_report = (now // iv + 1) * iv
         ts = format_number(float(int(max(now, self._last_now))))
         for (host, tags, inst), (pool, drops) in self._cumulative.items():
+            # the agent's 32-bit cumulative counters (they wrap at max)
             out.append(f"{p}.{host}.{inst}.flow.sample_pool{tags} {pool} {ts} mtype=counter "
-                       f"unit=frames")
+                       f"unit=frames max=4294967295")
             out.append(f"{p}.{host}.{inst}.flow.sampler_drops{tags} {drops} {ts} mtype=counter "
-                       f"unit=frames")
+                       f"unit=frames max=4294967295")
         for st in self._agents.values():
             if st.host is None:
                 continue
