@@ -40,6 +40,20 @@ _GENERIC = [  # tcpdump's generic counter printout -> our field names
       "out_discards")),
     (re.compile(r"Out errors (\d+), promisc mode (\d+)"), ("out_errors", "promiscuous_mode")),
 ]
+_ETHERNET = [  # tcpdump's ethernet counter printout -> our field names
+    (re.compile(r"align errors (\d+), fcs errors (\d+), single collision (\d+), multiple "
+                r"collision (\d+), test error (\d+)"),
+     ("alignment_errors", "fcs_errors", "single_collision_frames", "multiple_collision_frames",
+      "sqe_test_errors")),
+    (re.compile(r"deferred (\d+), late collision (\d+), excessive collision (\d+), mac trans "
+                r"error (\d+)"),
+     ("deferred_transmissions", "late_collisions", "excessive_collisions",
+      "internal_mac_transmit_errors")),
+    (re.compile(r"carrier error (\d+), frames too long (\d+), mac receive errors (\d+), "
+                r"symbol errors (\d+)"),
+     ("carrier_sense_errors", "frame_too_longs", "internal_mac_receive_errors",
+      "symbol_errors")),
+]
 _UNKNOWN = re.compile(r"^\s+enterprise 0, Unknown \((\d+)\) length (\d+)")
 _HEX = re.compile(r"^\s+0x[0-9a-f]{4}:\s+((?:[0-9a-f]{2,4} ?)+)")
 
@@ -64,7 +78,7 @@ def parse_tcpdump(name):
         m = _SAMPLE.match(raw)
         if m:
             fm = _FLOWSAMPLE.search(raw)
-            cur["samples"].append((m.groups(), fm.groups() if fm else None, {}, []))
+            cur["samples"].append((m.groups(), fm.groups() if fm else None, {}, [], {}))
             hexbuf = None
             continue
         if cur["samples"]:
@@ -72,6 +86,10 @@ def parse_tcpdump(name):
                 gm = rx.search(raw)
                 if gm:
                     cur["samples"][-1][2].update(zip(names, map(int, gm.groups())))
+            for rx, names in _ETHERNET:
+                em = rx.search(raw)
+                if em:
+                    cur["samples"][-1][4].update(zip(names, map(int, em.groups())))
             rm = _RAW.search(raw)
             if rm:
                 cur["samples"][-1][3].append(tuple(map(int, rm.groups())))
@@ -109,7 +127,7 @@ def test_headers_and_samples_match_tcpdump(capture, out):
             (agent, int(sub), int(seq), int(uptime), int(nsamples))
         assert len(payloads[num]) == int(length)
         assert len(dg.samples) == len(info["samples"])
-        for s, (head, flow, generic, raws) in zip(dg.samples, info["samples"]):
+        for s, (head, flow, generic, raws, ether) in zip(dg.samples, info["samples"]):
             exp, kind, fmt, slen, sseq, stype, sidx = head
             assert s.kind == ("counters" if kind == "counter" else "flow")
             assert s.expanded == bool(exp)
@@ -131,15 +149,18 @@ def test_headers_and_samples_match_tcpdump(capture, out):
                        if r[0] is not None and r[0].name == "sampled_header"]
             assert headers == raws
             checked += len(raws)
-            if generic:
-                (rec,) = [r for r in s.records if r[0] is not None and r[0].name == "if"]
+            for rname, printed_values in (("if", generic), ("eth", ether)):
+                if not printed_values:
+                    continue
+                (rec,) = [r for r in s.records if r[0] is not None and r[0].name == rname]
                 view = dict(zip([f.name for f in rec[0].fields], rec[1]))
-                for name, value in generic.items():
-                    assert view[name] == value, (num, name)
+                for name, value in printed_values.items():
+                    assert view[name] == value, (num, rname, name)
                     checked += 1
-    # every sample header, plus 19 generic counter fields per interface counter sample
-    assert checked >= {"tcpdump_sflow_multiple_counter_30_pdus.pcap": 144 + 142 * 19,
-                       "tcpdump_sflow-print-v6.pcap": 61 + 48 * 19 + 13 * 6,
+    # every sample header, plus 19 generic and 13 ethernet counter fields per interface
+    # counter sample, plus 6 fields per flow sample
+    assert checked >= {"tcpdump_sflow_multiple_counter_30_pdus.pcap": 144 + 142 * 32,
+                       "tcpdump_sflow-print-v6.pcap": 61 + 48 * 32 + 13 * 6,
                        "tcpdump_sflow_expanded.pcap": 1 + 6}[capture], checked
 
 
