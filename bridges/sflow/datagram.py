@@ -416,14 +416,26 @@ def _records(dg: Datagram, registry, data, off: int, end: int, limit: int, nrec:
         body = off + 8
         rend = body + rlen
         rf = get(tag)
-        if rend <= end and rf is not None:
+        if rend <= end and rf is not None and rlen >= rf.min_size:
             fast = rf.fast
-            if fast is not None and rlen >= rf.min_size:
+            if fast is not None:
                 # the hot path: a whole record of a fixed-size format is one struct call
                 append((rf, fast(data, body), None))
                 off = rend
                 i += 1
                 continue
+            fast = rf.fast_custom
+            if fast is not None:
+                # a fixed prefix then a custom tail (sampled_header); if the tail is bad, the
+                # slow path below reads it again and reports the problem
+                try:
+                    append((rf,) + fast(data, body, rend))
+                except RecordError:
+                    pass
+                else:
+                    off = rend
+                    i += 1
+                    continue
         stop = False
         if rend > end:
             if rend > limit:

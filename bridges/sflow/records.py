@@ -207,6 +207,19 @@ def read_string(data, off: int, end: int, notes: list | None = None) -> tuple[st
     return text, nxt
 
 
+_address_cache: dict[bytes, str] = {}
+
+
+def _address_text(raw: bytes) -> str:
+    # next hops and NAT addresses repeat from sample to sample: format each once
+    s = _address_cache.get(raw)
+    if s is None:
+        if len(_address_cache) >= 65536:
+            _address_cache.clear()
+        s = _address_cache[raw] = str(ipaddress.ip_address(raw))
+    return s
+
+
 def read_address(data, off: int, end: int) -> tuple[str, int]:
     """An sFlow `address` (type, then 4 or 16 bytes); returns (text, next offset)."""
     if off + 4 > end:
@@ -216,11 +229,11 @@ def read_address(data, off: int, end: int) -> tuple[str, int]:
     if t == 1:
         if off + 4 > end:
             raise RecordError("IPv4 address past the end of the record")
-        return str(ipaddress.IPv4Address(bytes(data[off:off + 4]))), off + 4
+        return _address_text(bytes(data[off:off + 4])), off + 4
     if t == 2:
         if off + 16 > end:
             raise RecordError("IPv6 address past the end of the record")
-        return str(ipaddress.IPv6Address(bytes(data[off:off + 16]))), off + 16
+        return _address_text(bytes(data[off:off + 16])), off + 16
     if t == 0:
         return "", off  # UNKNOWN address type: no bytes follow
     raise RecordError(f"unknown address type {t}")
@@ -367,6 +380,21 @@ def _parse_u32_stack(what):
         return len(stack), {what: stack}
     parse.__doc__ = f"a u32 array ({what})"
     return parse
+
+
+_SAMPLED_HEADER_HEAD = struct.Struct(">IIII")   # protocol, frame_length, stripped, length
+
+
+def _sampled_header_fast(data, off, end):
+    """sampled_header (0:1) whole: the decoder's hot path for flow samples (same checks as
+    the table-driven path through _parse_header)."""
+    if off + 16 > end:
+        raise RecordError("sampled header length past the end of the record")
+    proto, frame_length, stripped, n = _SAMPLED_HEADER_HEAD.unpack_from(data, off)
+    if n > end - off - 16:
+        raise RecordError(f"sampled header of {n} bytes past the end of the record "
+                          f"({end - off - 16} bytes left)")
+    return (proto, frame_length, stripped, n), {"header": bytes(data[off + 16:off + 16 + n])}
 
 
 def _parse_header(data, off, end, notes):
@@ -990,6 +1018,7 @@ SAMPLED_HEADER = _flow(0, 1, "sampled_header", "raw packet header", """
     stripped      u32 label
     header_length custom label
 """, parse=_parse_header)
+SAMPLED_HEADER.fast_custom = _sampled_header_fast
 
 SAMPLED_ETHERNET = _flow(0, 2, "sampled_ethernet", "ethernet frame data", """
     length    u32 label
