@@ -32,15 +32,16 @@ Lost datagrams come from the agent's datagram sequence numbers (per agent and su
 """
 from __future__ import annotations
 
+import re
 import uuid as _uuid
 
 from monbus.core.line import Sanitizer, format_number, sanitize
 
 from .datagram import CounterSample, Datagram, DiscardSample, FlowSample
 from .headers import ETHERTYPES, IP_PROTOCOLS, parse_header
-from .records import (APP_OPERATIONS, EXTENDED_SWITCH, GENERIC, HOST_DESCR, HOST_PARENT,
-                      JVM_RUNTIME, OPENFLOW, OS_NAMES, PORT_NAME, SAMPLED_ETHERNET, SAMPLED_HEADER, SAMPLED_IPV4,
-                      SAMPLED_IPV6, SFP_LANE_FIELDS, is_unknown)
+from .records import (APP_OPERATIONS, COUNTER_FORMATS, EXTENDED_SWITCH, GENERIC, HOST_DESCR,
+                      HOST_PARENT, JVM_RUNTIME, OPENFLOW, OS_NAMES, PORT_NAME, SAMPLED_ETHERNET,
+                      SAMPLED_HEADER, SAMPLED_IPV4, SAMPLED_IPV6, SFP_LANE_FIELDS, is_unknown)
 
 __all__ = ["Converter", "DISCARD_REASONS"]
 
@@ -84,6 +85,12 @@ _r = _REASONS.split()
 DISCARD_REASONS: dict[int, str] = {int(_r[i]): _r[i + 1] for i in range(0, len(_r), 2)}
 
 _INSTANCE = {0: "if", 1: "vlan", 2: "entity", 3: "logical"}
+_BY_NAME = {rf.name: rf for rf in COUNTER_FORMATS.values()}
+VLAN, LAG, SFP = _BY_NAME["vlan"], _BY_NAME["lag"], _BY_NAME["sfp"]
+#: records that name or tag the data source (host_descr, port_name, app, openflow, jvm)
+_TAGGING = frozenset(rf.tag for rf in (HOST_DESCR, PORT_NAME, APP_OPERATIONS, OPENFLOW,
+                                       JVM_RUNTIME))
+_MAX_HEADS = 100_000
 _HIGH_PORT = 32768
 _MAX_AGENTS = 65536
 
@@ -123,6 +130,7 @@ class Converter:
         self._san = Sanitizer()
         self._agent_names: dict[str, str] = {}
         self._meta: dict = {}
+        self._heads: dict[tuple, tuple] = {}   # (path prefix, tags, format) -> _heads()
         self._next_report = 0.0
         self._last_now = 0.0
 
@@ -172,16 +180,23 @@ class Converter:
                     self._hostnames[dg.agent] = self._host_identity(hd, dg.agent)
         host, tags = self._hostnames.get(dg.agent, (agent_host, ""))
         st.host, st.tags = host, tags
+        ncounters = 0
         for s in dg.samples:
             kind = s.kind
             if kind == "counters":
                 self._counters(s, dg, host, tags, ts, out)
+                ncounters += 1
             elif kind == "flow":
                 self._flow(s, host, tags, now)
             else:
                 self._discard(s, host, tags, now)
-        self._inc("samples", len(dg.samples))
-        self._inc("unknown_records", dg.unknown_records)
+        counts = self.counts
+        get = counts.get
+        counts["samples"] = get("samples", 0) + len(dg.samples)
+        counts["unknown_records"] = get("unknown_records", 0) + dg.unknown_records
+        if ncounters:
+            counts["counter_samples"] = get("counter_samples", 0) + ncounters
+            counts["lines"] = get("lines", 0) + len(out)
         return out
 
     def _sequence(self, st: _Agent, dg: Datagram):
@@ -228,14 +243,17 @@ class Converter:
     # --- counters ----------------------------------------------------------------------
     def _counters(self, s: CounterSample, dg, host, tags, ts, out):
         inst = f"{_INSTANCE.get(s.ds_class, f'ds{s.ds_class}_')}{s.ds_index}"
-        hd = _host_descr(s)
-        if hd is not None:
-            if _has_parent(s):
-                host, tags = self._host_identity(hd, dg.agent)
-            inst = "host"
+        records = s.records
+        hd = None
         extra_tags = ""
-        for rf, values, _ in s.records:
-            if rf is PORT_NAME and values[0]:
+        for r in records:
+            rf = r[0]
+            if rf is None or rf.tag not in _TAGGING:
+                continue
+            values = r[1]
+            if rf is HOST_DESCR:
+                hd = r
+            elif rf is PORT_NAME and values[0]:
                 extra_tags += f";ifname={sanitize(values[0])}"
             elif rf is APP_OPERATIONS and values[0]:
                 extra_tags += f";app={sanitize(values[0])}"
@@ -243,44 +261,59 @@ class Converter:
                 extra_tags += f";of_dpid={values[0]:016x};of_port={values[1]}"
             elif rf is JVM_RUNTIME and values[0]:
                 extra_tags += f";jvm={sanitize(values[0])}"
+        if hd is not None:
+            if _has_parent(s):
+                host, tags = self._host_identity(hd, dg.agent)
+            inst = "host"
         base = f"{self.prefix}.{host}.{inst}."
         alltags = tags + extra_tags
-        nlines = 0
-        for rf, values, extra in s.records:
+        start = len(out)
+        append = out.append
+        tsp = " " + ts
+        heads_cache = self._heads
+        for rf, values, extra in records:
             if rf is None:
                 continue
-            name = rf.name
             if rf is GENERIC:
                 status = values[4]
                 pre = base + "if."
                 sfx = self._suffix("gauge", None)
-                out.append(f"{pre}admin_up{alltags} {status & 1} {ts}{sfx}")
-                out.append(f"{pre}oper_up{alltags} {(status >> 1) & 1} {ts}{sfx}")
-                nlines += 2
-            elif name == "lag":
+                append(f"{pre}admin_up{alltags} {status & 1} {ts}{sfx}")
+                append(f"{pre}oper_up{alltags} {(status >> 1) & 1} {ts}{sfx}")
+            rbase = base
+            if rf is VLAN:
+                # VLAN counters: under the VLAN, whatever the data source
+                rbase = f"{self.prefix}.{host}.vlan{values[0]}."
+            elif rf is LAG:
                 st4 = bytes(values[3])
                 pre = base + "lag."
                 sfx = self._suffix("gauge", None)
                 for j, part in enumerate(("actor_admin_state", "actor_oper_state",
                                           "partner_admin_state", "partner_oper_state")):
-                    out.append(f"{pre}{part}{alltags} {st4[j]} {ts}{sfx}")
-                nlines += 4
-            elif name == "sfp" and extra:
+                    append(f"{pre}{part}{alltags} {st4[j]} {ts}{sfx}")
+            elif rf is SFP and extra:
                 for lane in extra["lanes"]:
                     pre = f"{base}sfp.lane{lane[0]}."
                     for j, f in enumerate(SFP_LANE_FIELDS):
                         if j and not is_unknown(f.wire, lane[j]):
-                            out.append(f"{pre}{f.name}{alltags} {lane[j]} {ts}"
-                                       f"{self._suffix(f.kind, f.unit)}")
-                            nlines += 1
-            if name == "vlan":  # VLAN counters: under the VLAN, whatever the data source
-                pre = f"{self.prefix}.{host}.vlan{values[0]}.vlan."
-            else:
-                pre = base + name + "."
-            plan = _PLANS.get(rf.tag)
-            if plan is None:
-                plan = _PLANS[rf.tag] = _plan(rf)
-            for i, fname, unknown, conv, sfx in plan:
+                            append(f"{pre}{f.name}{alltags} {lane[j]} {ts}"
+                                   f"{self._suffix(f.kind, f.unit)}")
+            # The lines of one record under one path and tag set start with the same text
+            # every interval: that text is cached (with each field's 'unknown' marker,
+            # converter and annotations), so each line is one f-string of four parts.
+            hkey = (rbase, alltags, rf)
+            cached = heads_cache.get(hkey)
+            if cached is None:
+                if len(heads_cache) >= _MAX_HEADS:
+                    heads_cache.clear()   # paths come from the payload: bound the cache
+                cached = heads_cache[hkey] = _heads(rf, rbase, alltags)
+            heads, plain = cached
+            if plain is not None and _SENTINELS.isdisjoint(values):
+                # no field needs a conversion and no value is an 'unknown' marker (all ones)
+                # or missing (a short variant): every field is a line, as it is
+                out += plain[0](values, tsp, plain[1])
+                continue
+            for i, head, unknown, conv, sfx in heads:
                 v = values[i]
                 if v == unknown or v is None:
                     continue
@@ -288,10 +321,8 @@ class Converter:
                     v = conv(v)
                     if v is None:
                         continue
-                out.append(f"{pre}{fname}{alltags} {v} {ts}{sfx}")
-                nlines += 1
-        self._inc("counter_samples")
-        self._inc("lines", nlines)
+                append(f"{head}{v} {ts}{sfx}")
+        return len(out) - start
 
     # --- flows -------------------------------------------------------------------------
     def _window(self, now: float) -> dict:
@@ -491,6 +522,56 @@ def _plan(rf) -> list:
             sfx += f" max={_WRAP[f.wire]}"
         plan.append((i, f.name, unknown, conv, sfx))
     return plan
+
+
+# values the plain path cannot print: sFlow's 'unknown' markers and a missing field
+_SENTINELS = frozenset((0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF, None))
+
+
+def _heads(rf, base: str, tags: str) -> tuple[list, list | None]:
+    """The start of each line of one record format under one path and tag set, as
+    (index, head, unknown marker, converter, annotations) per published field; and the
+    same as (index, head, annotations) if no field needs a converter, else None."""
+    plan = _PLANS.get(rf.tag)
+    if plan is None:
+        plan = _PLANS[rf.tag] = _plan(rf)
+    pre = f"{base}{rf.name}."
+    heads = [(i, f"{pre}{fname}{tags} ", unknown, conv, sfx)
+             for i, fname, unknown, conv, sfx in plan]
+    if not heads or any(conv is not None for _, _, _, conv, _ in heads):
+        return heads, None
+    lines = _LINES.get(rf.tag)
+    if lines is None:
+        lines = _LINES[rf.tag] = _lines_function(plan)
+    if lines is False:
+        return heads, None
+    return heads, (lines, tuple(head for _, head, _, _, _ in heads))
+
+
+#: record format tag -> the function that writes its lines (see _lines_function), or False
+_LINES: dict[int, object] = {}
+_SAFE_SUFFIX = re.compile(r"[A-Za-z0-9 =/._%+-]*\Z")
+
+
+def _lines_function(plan):
+    """A function (values, " <timestamp>", heads) -> the record's lines, for a record
+    format whose published fields need no conversion; False if its annotations hold a
+    character that cannot be written in the generated code (none does today).
+
+    It is generated once per format (as collections.namedtuple generates code) so that
+    each line is one f-string with the field's index and annotations as constants: about
+    half the interpreter work of a loop over the fields.  The heads (path and tags, which
+    depend on the data source) are passed in; the caller has checked that no value is an
+    'unknown' marker."""
+    if not all(_SAFE_SUFFIX.match(sfx) for _, _, _, _, sfx in plan):
+        return False
+    names = ", ".join(f"h{j}" for j in range(len(plan)))
+    body = ", ".join(f'f"{{h{j}}}{{v[{i}]}}{{t}}{sfx}"' for j, (i, _, _, _, sfx)
+                     in enumerate(plan))
+    code = f"def lines(v, t, h):\n    {names}, = h\n    return [{body}]\n"
+    env: dict = {}
+    exec(code, env)
+    return env["lines"]
 
 
 def _host_descr(s: CounterSample):
