@@ -24,7 +24,8 @@ import ipaddress
 import operator
 import struct
 
-from .records import (COUNTER_FORMATS, FLOW_FORMATS, RecordError, decode_record, tag_name)
+from .records import (COUNTER_FORMATS, FLOW_FORMATS, SAMPLED_HEADER, RecordError, decode_record,
+                      tag_name)
 
 __all__ = ["SflowError", "Datagram", "FlowSample", "CounterSample", "DiscardSample",
            "decode_datagram", "hexdump", "SAMPLE_NAMES"]
@@ -216,10 +217,12 @@ def _samples(dg: Datagram, data, off: int, n: int, nsamples: int) -> Datagram:
             if end <= n:
                 vals = shape.unpack(data, off + 8)
                 if shape.check(vals) == shape.expected:
-                    samples.append(shape.make(vals))
-                    off = end
-                    i += 1
-                    continue
+                    smp = shape.make(vals)
+                    if smp is not None:
+                        samples.append(smp)
+                        off = end
+                        i += 1
+                        continue
         stype, slen = unpack_ii(data, off)
         body = off + 8
         end = body + slen
@@ -313,12 +316,19 @@ class _Shape:
         spans = []
         pos = nhead
         for rf, rlen in recs:
+            idx += [pos, pos + 1]
+            expected += [rf.tag, rlen]
+            if rf is SAMPLED_HEADER:
+                # protocol, frame_length, stripped, header length, then the header bytes
+                # with their padding; the header length is checked when the sample is built
+                codes.append(f"II4I{rlen - 16}s")
+                spans.append((rf, pos + 2, -(rlen - 16)))
+                pos += 2 + 5
+                continue
             codes.append("II" + rf.fixed.format.lstrip("<>!=@"))
             pad = rlen - rf.fixed.size
             if pad:
                 codes.append(f"{pad}x")         # a longer (newer) structure: the tail is skipped
-            idx += [pos, pos + 1]
-            expected += [rf.tag, rlen]
             nvals = len(rf.fields)
             spans.append((rf, pos + 2, pos + 2 + nvals))
             pos += 2 + nvals
@@ -348,17 +358,26 @@ _MAKERS = {
 
 
 def _maker(stype: int, spans: tuple):
-    """The function that builds a sample object from one layout's unpacked values.
+    """The function that builds a sample object from one layout's unpacked values, or
+    returns None if a sampled header's length does not fit its record (the field-by-field
+    path then reports it).
 
     It is generated (as collections.namedtuple does) because this is the innermost step of
     the hot path: a literal list of (format, values slice, None) per record costs a third of
     a loop or comprehension over the records."""
-    records = "[" + ", ".join(f"(r{j}, v[{a}:{b}], None)" for j, (_, a, b) in
-                              enumerate(spans)) + "]"
+    items, checks = [], []
+    for j, (_, a, b) in enumerate(spans):
+        if b < 0:   # sampled_header: b = -(bytes for the header and its padding)
+            checks.append(f"v[{a + 3}] > {-b}")
+            items.append(f"(r{j}, v[{a}:{a + 4}], {{'header': v[{a + 4}][:v[{a + 3}]]}})")
+        else:
+            items.append(f"(r{j}, v[{a}:{b}], None)")
+    records = "[" + ", ".join(items) + "]"
     env = {"FlowSample": FlowSample, "CounterSample": CounterSample,
            "DiscardSample": DiscardSample}
     env.update((f"r{j}", rf) for j, (rf, _, _) in enumerate(spans))
-    exec(f"def make(v):\n    return {_MAKERS[stype].format(records=records)}\n", env)
+    check = f"    if {' or '.join(checks)}:\n        return None\n" if checks else ""
+    exec(f"def make(v):\n{check}    return {_MAKERS[stype].format(records=records)}\n", env)
     return env["make"]
 
 
@@ -375,11 +394,11 @@ def _learn(key: int, stype: int, slen: int, data, off: int, sample) -> None:
     recs = []
     roff = off + 8 + _SAMPLE_HEADER_SIZE[stype]
     for rf, _, extra in sample.records:
-        if rf is None or rf.fast is None or extra is not None:
+        if rf is None or (rf.fast is None or extra is not None) and rf is not SAMPLED_HEADER:
             _SHAPES[key] = False
             return
         tag, rlen = _II.unpack_from(data, roff)
-        if tag != rf.tag or rlen < rf.fixed.size:
+        if tag != rf.tag or rlen < rf.min_size or rf is SAMPLED_HEADER and rlen < 16:
             _SHAPES[key] = False
             return
         recs.append((rf, rlen))

@@ -88,8 +88,7 @@ _INSTANCE = {0: "if", 1: "vlan", 2: "entity", 3: "logical"}
 _BY_NAME = {rf.name: rf for rf in COUNTER_FORMATS.values()}
 VLAN, LAG, SFP = _BY_NAME["vlan"], _BY_NAME["lag"], _BY_NAME["sfp"]
 #: records that name or tag the data source (host_descr, port_name, app, openflow, jvm)
-_TAGGING = frozenset(rf.tag for rf in (HOST_DESCR, PORT_NAME, APP_OPERATIONS, OPENFLOW,
-                                       JVM_RUNTIME))
+_TAGGING = frozenset((HOST_DESCR, PORT_NAME, APP_OPERATIONS, OPENFLOW, JVM_RUNTIME))
 _MAX_HEADS = 100_000
 _HIGH_PORT = 32768
 _MAX_AGENTS = 65536
@@ -248,7 +247,7 @@ class Converter:
         extra_tags = ""
         for r in records:
             rf = r[0]
-            if rf is None or rf.tag not in _TAGGING:
+            if rf not in _TAGGING:
                 continue
             values = r[1]
             if rf is HOST_DESCR:
@@ -274,12 +273,6 @@ class Converter:
         for rf, values, extra in records:
             if rf is None:
                 continue
-            if rf is GENERIC:
-                status = values[4]
-                pre = base + "if."
-                sfx = self._suffix("gauge", None)
-                append(f"{pre}admin_up{alltags} {status & 1} {ts}{sfx}")
-                append(f"{pre}oper_up{alltags} {(status >> 1) & 1} {ts}{sfx}")
             rbase = base
             if rf is VLAN:
                 # VLAN counters: under the VLAN, whatever the data source
@@ -313,6 +306,13 @@ class Converter:
                 # or missing (a short variant): every field is a line, as it is
                 out += plain[0](values, tsp, plain[1])
                 continue
+            if rf is GENERIC:
+                # ifStatus (RFC 2863): bit 0 admin up, bit 1 operational up (the plain path
+                # writes these two lines too, see _GENERIC_LINES)
+                status = values[4]
+                pre = base + "if."
+                append(f"{pre}admin_up{alltags} {status & 1} {ts} mtype=gauge")
+                append(f"{pre}oper_up{alltags} {(status >> 1) & 1} {ts} mtype=gauge")
             for i, head, unknown, conv, sfx in heads:
                 v = values[i]
                 if v == unknown or v is None:
@@ -542,10 +542,19 @@ def _heads(rf, base: str, tags: str) -> tuple[list, list | None]:
         return heads, None
     lines = _LINES.get(rf.tag)
     if lines is None:
-        lines = _LINES[rf.tag] = _lines_function(plan)
+        extra = _GENERIC_LINES if rf is GENERIC else ()
+        lines = _LINES[rf.tag] = _lines_function(
+            [(expr, sfx) for _, expr, sfx in extra] +
+            [(f"v[{i}]", sfx) for i, _, _, _, sfx in plan])
     if lines is False:
         return heads, None
-    return heads, (lines, tuple(head for _, head, _, _, _ in heads))
+    extra = [f"{pre}{name}{tags} " for name, _, _ in _GENERIC_LINES] if rf is GENERIC else []
+    return heads, (lines, tuple(extra + [head for _, head, _, _, _ in heads]))
+
+
+# lines computed from a field rather than copied: (name, expression, annotations)
+_GENERIC_LINES = (("admin_up", "v[4] & 1", " mtype=gauge"),
+                  ("oper_up", "v[4] >> 1 & 1", " mtype=gauge"))
 
 
 #: record format tag -> the function that writes its lines (see _lines_function), or False
@@ -553,21 +562,21 @@ _LINES: dict[int, object] = {}
 _SAFE_SUFFIX = re.compile(r"[A-Za-z0-9 =/._%+-]*\Z")
 
 
-def _lines_function(plan):
-    """A function (values, " <timestamp>", heads) -> the record's lines, for a record
-    format whose published fields need no conversion; False if its annotations hold a
-    character that cannot be written in the generated code (none does today).
+def _lines_function(fields):
+    """A function (values, " <timestamp>", heads) -> the record's lines, from one
+    (expression of the values v, annotations) per line, for a record format whose published
+    fields need no conversion; False if an annotation holds a character that cannot be
+    written in the generated code (none does today).
 
     It is generated once per format (as collections.namedtuple generates code) so that
     each line is one f-string with the field's index and annotations as constants: about
     half the interpreter work of a loop over the fields.  The heads (path and tags, which
     depend on the data source) are passed in; the caller has checked that no value is an
     'unknown' marker."""
-    if not all(_SAFE_SUFFIX.match(sfx) for _, _, _, _, sfx in plan):
+    if not all(_SAFE_SUFFIX.match(sfx) for _, sfx in fields):
         return False
-    names = ", ".join(f"h{j}" for j in range(len(plan)))
-    body = ", ".join(f'f"{{h{j}}}{{v[{i}]}}{{t}}{sfx}"' for j, (i, _, _, _, sfx)
-                     in enumerate(plan))
+    names = ", ".join(f"h{j}" for j in range(len(fields)))
+    body = ", ".join(f'f"{{h{j}}}{{{expr}}}{{t}}{sfx}"' for j, (expr, sfx) in enumerate(fields))
     code = f"def lines(v, t, h):\n    {names}, = h\n    return [{body}]\n"
     env: dict = {}
     exec(code, env)
