@@ -89,7 +89,8 @@ _BY_NAME = {rf.name: rf for rf in COUNTER_FORMATS.values()}
 VLAN, LAG, SFP = _BY_NAME["vlan"], _BY_NAME["lag"], _BY_NAME["sfp"]
 #: records that name or tag the data source (host_descr, port_name, app, openflow, jvm)
 _TAGGING = frozenset((HOST_DESCR, PORT_NAME, APP_OPERATIONS, OPENFLOW, JVM_RUNTIME))
-_MAX_HEADS = 100_000
+#: ~2 KB each (the text of one record's line heads): at most some 40 MB
+_MAX_HEADS = 20_000
 _HIGH_PORT = 32768
 _MAX_AGENTS = 65536
 
@@ -292,19 +293,20 @@ class Converter:
                             append(f"{pre}{f.name}{alltags} {lane[j]} {ts}"
                                    f"{self._suffix(f.kind, f.unit)}")
             # The lines of one record under one path and tag set start with the same text
-            # every interval: that text is cached (with each field's 'unknown' marker,
-            # converter and annotations), so each line is one f-string of four parts.
+            # every interval: that text is cached, and the format's generated function
+            # writes each line as one f-string (see _lines_function).  Records with a
+            # converted field or an 'unknown' value take the loop over the plan below.
             hkey = (rbase, alltags, rf)
             cached = heads_cache.get(hkey)
             if cached is None:
                 if len(heads_cache) >= _MAX_HEADS:
                     heads_cache.clear()   # paths come from the payload: bound the cache
                 cached = heads_cache[hkey] = _heads(rf, rbase, alltags)
-            heads, plain = cached
-            if plain is not None and _SENTINELS.isdisjoint(values):
+            lines, heads = cached
+            if lines is not None and _SENTINELS.isdisjoint(values):
                 # no field needs a conversion and no value is an 'unknown' marker (all ones)
                 # or missing (a short variant): every field is a line, as it is
-                out += plain[0](values, tsp, plain[1])
+                out += lines(values, tsp, heads)
                 continue
             if rf is GENERIC:
                 # ifStatus (RFC 2863): bit 0 admin up, bit 1 operational up (the plain path
@@ -313,7 +315,11 @@ class Converter:
                 pre = base + "if."
                 append(f"{pre}admin_up{alltags} {status & 1} {ts} mtype=gauge")
                 append(f"{pre}oper_up{alltags} {(status >> 1) & 1} {ts} mtype=gauge")
-            for i, head, unknown, conv, sfx in heads:
+            plan = _PLANS.get(rf.tag)
+            if plan is None:
+                plan = _PLANS[rf.tag] = _plan(rf)
+            pre = f"{rbase}{rf.name}."
+            for i, fname, unknown, conv, sfx in plan:
                 v = values[i]
                 if v == unknown or v is None:
                     continue
@@ -321,7 +327,7 @@ class Converter:
                     v = conv(v)
                     if v is None:
                         continue
-                append(f"{head}{v} {ts}{sfx}")
+                append(f"{pre}{fname}{alltags} {v} {ts}{sfx}")
         return len(out) - start
 
     # --- flows -------------------------------------------------------------------------
@@ -528,18 +534,14 @@ def _plan(rf) -> list:
 _SENTINELS = frozenset((0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF, None))
 
 
-def _heads(rf, base: str, tags: str) -> tuple[list, list | None]:
-    """The start of each line of one record format under one path and tag set, as
-    (index, head, unknown marker, converter, annotations) per published field; and the
-    same as (index, head, annotations) if no field needs a converter, else None."""
+def _heads(rf, base: str, tags: str) -> tuple:
+    """(lines function, the start of each of its lines) for one record format under one
+    path and tag set; (None, None) if a field needs a converter (see _lines_function)."""
     plan = _PLANS.get(rf.tag)
     if plan is None:
         plan = _PLANS[rf.tag] = _plan(rf)
-    pre = f"{base}{rf.name}."
-    heads = [(i, f"{pre}{fname}{tags} ", unknown, conv, sfx)
-             for i, fname, unknown, conv, sfx in plan]
-    if not heads or any(conv is not None for _, _, _, conv, _ in heads):
-        return heads, None
+    if not plan or any(conv is not None for _, _, _, conv, _ in plan):
+        return None, None
     lines = _LINES.get(rf.tag)
     if lines is None:
         extra = _GENERIC_LINES if rf is GENERIC else ()
@@ -547,9 +549,11 @@ def _heads(rf, base: str, tags: str) -> tuple[list, list | None]:
             [(expr, sfx) for _, expr, sfx in extra] +
             [(f"v[{i}]", sfx) for i, _, _, _, sfx in plan])
     if lines is False:
-        return heads, None
-    extra = [f"{pre}{name}{tags} " for name, _, _ in _GENERIC_LINES] if rf is GENERIC else []
-    return heads, (lines, tuple(extra + [head for _, head, _, _, _ in heads]))
+        return None, None
+    pre = f"{base}{rf.name}."
+    names = [name for name, _, _ in _GENERIC_LINES] if rf is GENERIC else []
+    names += [fname for _, fname, _, _, _ in plan]
+    return lines, tuple(f"{pre}{name}{tags} " for name in names)
 
 
 # lines computed from a field rather than copied: (name, expression, annotations)
