@@ -1,0 +1,310 @@
+"""gmond's and gmetad's XML dump, parsed as a stream with expat and turned into monbus lines.
+
+Pure: bytes in (in chunks, as they come off the socket), lines out; no socket, no clock (the
+dump's own LOCALTIME is the clock; `now` is only the fallback), no logging.
+
+The dump (gmond 3.7 lib/gm_protocol.x DTD, gmetad's xml output):
+
+    GANGLIA_XML > GRID* > (GRID | CLUSTER)* > HOST* > METRIC* > EXTRA_DATA > EXTRA_ELEMENT*
+    (gmond: GANGLIA_XML > CLUSTER > HOST ...; gmetad summaries: CLUSTER > HOSTS, METRICS)
+
+Strategy:
+- One expat parser per response, fed chunk by chunk; only start and end handlers, no tree.
+  A METRIC's attributes say everything (NAME VAL TYPE UNITS TN TMAX DMAX SLOPE), so a metric
+  becomes a line in its start handler; a host's lines are handed out when its HOST ends, so
+  a truncated stream never yields half a host.
+- Staleness (gmetad's rules): a METRIC whose TN > TMAX is not republished (counted); a HOST
+  whose TN > 4 x TMAX is down: its metrics are skipped and its heartbeat line says DOWN.
+- String metrics (os_name, gexec, ...) become tags of the host's heartbeat line.
+- Hardening: the only DTD accepted is an internal subset of GANGLIA_XML (gmond's own ELEMENT
+  and ATTLIST declarations): any ENTITY or NOTATION declaration, any external DTD or entity,
+  parameter-entity parsing, nesting deeper than 64 and a response bigger than `max_bytes`
+  (after gzip, which gmond's `gzip_output` uses) raise XmlDumpError at once, so an entity
+  bomb never expands.
+"""
+from __future__ import annotations
+
+import zlib
+from pyexpat import ExpatError, ParserCreate, XML_PARAM_ENTITY_PARSING_NEVER, errors
+
+from monbus.core.line import format_number
+
+from .naming import Namer, tag_value
+
+__all__ = ["XmlDumpError", "XmlDumpParser", "parse_dump", "DEFAULT_MAX_BYTES"]
+
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+_MAX_DEPTH = 64
+_GZIP_MAGIC = b"\x1f\x8b"
+_STATS = ("hosts", "hosts_up", "hosts_down", "metrics", "string_metrics", "stale_metrics",
+          "down_host_metrics", "bad_values", "clusters", "grids", "summaries", "bytes")
+
+
+class XmlDumpError(ValueError):
+    """A response that is not acceptable Ganglia XML; the message says where and why."""
+
+
+class XmlDumpParser:
+    """Feed a response's bytes in chunks; `feed` and `close` return the completed lines.
+
+    `source` is the first path component; `namer` keeps names stable across polls.
+    """
+
+    def __init__(self, now: float, namer: Namer | None = None, *,
+                 max_bytes: int = DEFAULT_MAX_BYTES, grid_tag: bool = True):
+        self.now = now
+        self.namer = namer or Namer()
+        self.max_bytes = max_bytes
+        self.grid_tag = grid_tag
+        self.stats = {k: 0 for k in _STATS}
+        self.errors: list[str] = []     # bad values: reported, the rest of the dump goes on
+        self._out: list[str] = []
+        self._host_lines: list[str] | None = None
+        self._host = None               # (prefix, ts, down, strings, tn, tmax, reported)
+        self._grids: list[str] = []
+        self._tags = ""                 # ";grid=<name>" of the innermost grid, or ""
+        self._cluster = None            # (name, localtime as text)
+        self._starts = 0               # structural (GANGLIA_XML/GRID/CLUSTER/HOST) starts
+        self._ended = 0                # ... and their ends, as caught up
+        self._open: list[str] = []
+        self._seen = 0
+        self._gunzip = None
+        self._started = False
+        self._closed = False
+        p = self._p = ParserCreate()
+        p.StartElementHandler = self._start
+        # Strategy for speed: a Python call per element end would double the cost of the
+        # parse; the end handler is the C-level list.append, and the ends are looked at only
+        # when the next HOST/CLUSTER/GRID starts (or at close).  METRIC and EXTRA_* ends
+        # carry nothing we need.
+        self._ends: list[str] = []
+        p.EndElementHandler = self._ends.append
+        p.StartDoctypeDeclHandler = self._doctype
+        p.EntityDeclHandler = self._entity
+        p.UnparsedEntityDeclHandler = self._entity
+        p.NotationDeclHandler = self._notation
+        p.ExternalEntityRefHandler = self._external
+        p.SetParamEntityParsing(XML_PARAM_ENTITY_PARSING_NEVER)
+
+    # -- hardening handlers -----------------------------------------------------------------
+    def _doctype(self, name, system_id, public_id, has_internal_subset):
+        if name != "GANGLIA_XML":
+            raise XmlDumpError(f"DOCTYPE {name[:40]!r} is not GANGLIA_XML")
+        if system_id or public_id:
+            raise XmlDumpError(f"external DTD refused: {(system_id or public_id)[:80]!r}")
+
+    def _entity(self, name, *_):
+        raise XmlDumpError(f"entity declaration refused: {str(name)[:40]!r}")
+
+    def _notation(self, name, *_):
+        raise XmlDumpError(f"notation declaration refused: {str(name)[:40]!r}")
+
+    def _external(self, context, base, system_id, public_id):
+        raise XmlDumpError(f"external entity refused: {str(system_id)[:80]!r}")
+
+    # -- the document -----------------------------------------------------------------------
+    def _start(self, tag, a):
+        if tag == "METRIC":
+            h = self._host
+            if h is None:
+                return
+            if h[2]:
+                self.stats["down_host_metrics"] += 1
+                return
+            try:
+                name = a["NAME"]
+                val = a["VAL"]
+                vtype = a["TYPE"]
+            except KeyError as e:
+                raise XmlDumpError(f"METRIC without {e.args[0]} at line "
+                                   f"{self._p.CurrentLineNumber}") from None
+            tmax = a.get("TMAX", "0")
+            try:
+                if int(a.get("TN", "0")) > int(tmax) > 0:
+                    self.stats["stale_metrics"] += 1
+                    return
+            except ValueError:
+                pass
+            if vtype == "string":
+                self.stats["string_metrics"] += 1
+                h[3][name] = val
+                return
+            try:
+                v = float(val)
+            except ValueError:
+                v = None
+            if v is None or v - v != 0.0:
+                self.stats["bad_values"] += 1
+                if len(self.errors) < 20:
+                    self.errors.append(f"{h[0]}{name}: {vtype} VAL is not a finite number: "
+                                       f"{val[:60]!r}")
+                return
+            comp, suffix = self.namer.metric(name, a.get("UNITS", ""), vtype,
+                                             a.get("SLOPE", ""), tmax)
+            self._host_lines.append(f"{h[0]}{comp}{h[7]} {format_number(v)} {h[1]}{suffix}")
+            self.stats["metrics"] += 1
+            return
+        if tag == "EXTRA_ELEMENT" or tag == "EXTRA_DATA":
+            return
+        # a structural element: first catch up with the ends seen since the last one
+        self._starts += 1
+        if self._ends:
+            self._catch_up()
+        depth = self._starts - self._ended
+        if depth > _MAX_DEPTH:
+            raise XmlDumpError(f"GRID/CLUSTER/HOST elements nested deeper than {_MAX_DEPTH}")
+        if tag == "HOST":
+            self._begin_host(a)
+        elif tag == "CLUSTER":
+            self.stats["clusters"] += 1
+            name = a.get("NAME") or "unspecified"
+            self._cluster = (name, a.get("LOCALTIME"))
+            self._open.append(tag)
+        elif tag == "GRID":
+            self.stats["grids"] += 1
+            self._grids.append(a.get("NAME") or "unspecified")
+            self._set_tags()
+            self._open.append(tag)
+        elif tag == "GANGLIA_XML":
+            self._started = True
+            self._open.append(tag)
+        elif tag == "HOSTS" or tag == "METRICS":
+            self.stats["summaries"] += 1
+            self._starts -= 1  # not structural after all (its end is not counted either)
+
+    def _catch_up(self):
+        """Apply the element ends recorded (by the C-level list.append end handler) since
+        the last structural start: end a host, leave a cluster or a grid."""
+        ends = self._ends
+        for tag in ends:
+            if tag == "HOST":
+                self._ended += 1
+                self._end_host()
+            elif tag == "GRID" or tag == "CLUSTER" or tag == "GANGLIA_XML":
+                self._ended += 1
+                if self._open:
+                    self._open.pop()
+                if tag == "GRID":
+                    if self._grids:
+                        self._grids.pop()
+                    self._set_tags()
+                elif tag == "CLUSTER":
+                    self._cluster = None
+        ends.clear()
+
+    def _set_tags(self):
+        g = tag_value(self._grids[-1]) if (self._grids and self.grid_tag) else ""
+        self._tags = f";grid={g}" if g else ""
+
+    def _localtime(self) -> float:
+        lt = self._cluster[1] if self._cluster else None
+        try:
+            v = float(lt)
+            if v > 0 and v - v == 0.0:
+                return v
+        except (TypeError, ValueError):
+            pass
+        return self.now
+
+    def _begin_host(self, a):
+        if self._cluster is None:
+            raise XmlDumpError(f"HOST outside a CLUSTER at line {self._p.CurrentLineNumber}")
+        name = a.get("NAME")
+        if not name:
+            raise XmlDumpError(f"HOST without NAME at line {self._p.CurrentLineNumber}")
+        self.stats["hosts"] += 1
+        local = self._localtime()
+        try:
+            reported = float(a.get("REPORTED", ""))
+            if not (reported > 0 and reported - reported == 0.0):
+                raise ValueError
+        except ValueError:
+            reported = local
+        try:
+            tn = int(a.get("TN", "0"))
+            tmax = int(a.get("TMAX", "0"))
+        except ValueError:
+            tn = tmax = 0
+        down = tmax > 0 and tn > 4 * tmax  # gmetad: a host is down after 4 x TMAX
+        prefix = self.namer.host_prefix(self._cluster[0], name)
+        self._host = (prefix, format_number(reported), down, {}, tn, tmax, local, self._tags)
+        self._host_lines = []
+
+    def _end_host(self):
+        h = self._host
+        if h is None:
+            return
+        prefix, ts, down, strings, tn, tmax, local, tags = h
+        if strings:
+            key = self.namer.tag_key
+            tags += "".join(f";{key(k)}={tv}" for k, v in sorted(strings.items())
+                            if (tv := tag_value(v)))
+        if down:
+            self.stats["hosts_down"] += 1
+            line = (f"{prefix}heartbeat{tags} 1 {format_number(local)} mtype=state "
+                    f"output=DOWN:%20no%20report%20for%20{tn}%20s%20(TMAX%20{tmax})")
+        else:
+            self.stats["hosts_up"] += 1
+            line = (f"{prefix}heartbeat{tags} 0 {ts} mtype=state "
+                    f"output=UP:%20reported%20{tn}%20s%20ago")
+        self._host_lines.append(line)
+        self._out.extend(self._host_lines)
+        self._host = None
+        self._host_lines = None
+
+    # -- feeding ----------------------------------------------------------------------------
+    def _fail(self, e: ExpatError, data: bytes):
+        tail = bytes(data[-60:])
+        raise XmlDumpError(f"bad XML: {errors.messages[e.code]} at line {e.lineno} column "
+                           f"{e.offset} (after {self._seen} bytes; last bytes {tail!r})") from None
+
+    def feed(self, data: bytes) -> list[str]:
+        """Parse the next chunk; return the lines of the hosts completed so far.
+        Raises XmlDumpError (the caller drops the rest of this response)."""
+        if self._closed:
+            raise XmlDumpError("feed after close")
+        if self._seen == 0 and self._gunzip is None and data[:2] == _GZIP_MAGIC:
+            self._gunzip = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        if self._gunzip is not None:
+            room = self.max_bytes - self._seen + 1
+            try:
+                data = self._gunzip.decompress(data, room)
+            except zlib.error as e:
+                raise XmlDumpError(f"bad gzip stream: {e}") from None
+            if self._gunzip.unconsumed_tail:
+                raise XmlDumpError(f"response larger than {self.max_bytes} bytes (gunzipped)")
+        self._seen += len(data)
+        self.stats["bytes"] = self._seen
+        if self._seen > self.max_bytes:
+            raise XmlDumpError(f"response larger than {self.max_bytes} bytes")
+        try:
+            self._p.Parse(data, False)
+        except ExpatError as e:
+            self._fail(e, data)
+        out, self._out = self._out, []
+        return out
+
+    def close(self) -> list[str]:
+        """End of the response: the last lines, or XmlDumpError if it was cut short."""
+        if self._closed:
+            return []
+        self._closed = True
+        if self._seen == 0:
+            raise XmlDumpError("empty response")
+        try:
+            self._p.Parse(b"", True)
+        except ExpatError as e:
+            self._fail(e, b"")
+        self._catch_up()
+        if not self._started:
+            raise XmlDumpError("no GANGLIA_XML element")
+        out, self._out = self._out, []
+        return out
+
+
+def parse_dump(data: bytes, now: float, namer: Namer | None = None, **kw) -> tuple[list, dict]:
+    """A whole response at once -> (lines, stats).  Raises XmlDumpError."""
+    p = XmlDumpParser(now, namer, **kw)
+    lines = p.feed(data)
+    lines += p.close()
+    return lines, p.stats
