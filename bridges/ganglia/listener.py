@@ -174,7 +174,9 @@ class GmondListener:
             last = self.requested.get(key)
             if last is None or now - last >= self.request_interval:
                 self.requested[key] = now
-                requests.append(xdr.encode_request(msg.id.host, msg.id.name, msg.id.spoof))
+                # gmond answers a request naming its host plainly (spoof=0), also when its
+                # own metrics are spoofed through override_hostname (tried on gmond 3.7.2)
+                requests.append(xdr.encode_request(name, msg.id.name, False))
                 self.stats["metadata_requests_sent"] += 1
             return
         self._publish(msg, name, h, meta, now, lines)
