@@ -289,6 +289,8 @@ class XmlDumpParser:
         if self._closed:
             return []
         self._closed = True
+        if self._gunzip is not None and not self._gunzip.eof:
+            raise XmlDumpError("bad gzip stream: it ends before its end marker")
         if self._seen == 0:
             raise XmlDumpError("empty response")
         try:
