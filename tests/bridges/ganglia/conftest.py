@@ -51,21 +51,24 @@ _MODULES = [("cpu_module", "modcpu.so"), ("disk_module", "moddisk.so"),
 
 
 def gmond_conf(*, recv_port: int, tcp_port: int, send_ports=(), hostname="node01.monbus.test",
-               cluster="monbus-test", host_tmax=20, metadata_interval=15, modules=True) -> str:
+               cluster="monbus-test", host_tmax=20, metadata_interval=15, modules=True,
+               groups: str | None = None) -> str:
     """A gmond.conf like Debian's default, on loopback ports, with every standard module."""
     sends = "".join(f"udp_send_channel {{\n  host = 127.0.0.1\n  port = {p}\n}}\n"
                     for p in send_ports)
     mods = ""
-    groups = ('collection_group {\n  collect_once = yes\n  time_threshold = 20\n'
-              '  metric { name = "heartbeat" }\n}\n')
+    default_groups = ('collection_group {\n  collect_once = yes\n  time_threshold = 20\n'
+                      '  metric { name = "heartbeat" }\n}\n')
     if modules:
         mdir = module_dir()
         mods = "".join(f'  module {{\n    name = "{n}"\n    path = "{mdir}/{f}"\n  }}\n'
                        for n, f in _MODULES)
         # the corpus gmond.conf's collection groups (Debian's default set)
         text = (DATA / "gmond372_local_gmond.conf").read_text()
-        groups = text[text.index("collection_group {"):text.index("include (")] \
-            if "include (" in text else text[text.index("collection_group {"):]
+        end = text.index("include (") if "include (" in text else len(text)
+        default_groups = text[text.index("collection_group {"):end]
+    if groups is None:
+        groups = default_groups
     return f"""globals {{
   daemonize = no
   setuid = no
@@ -206,3 +209,60 @@ def gmetad(tmp_path):
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait(5)
+
+
+class TeeProxy:
+    """A one-connection TCP proxy in a thread that records what the server sends, so a test
+    can compare what monbus published with exactly the bytes the daemon gave it."""
+
+    def __init__(self, port: int):
+        import threading
+        self.target = port
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(1)
+        self.port = self.listener.getsockname()[1]
+        self.data = b""
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        import select
+        try:
+            self.listener.settimeout(60)
+            client, _ = self.listener.accept()
+            server = socket.create_connection(("127.0.0.1", self.target), timeout=30)
+            chunks = []
+            open_client = True
+            while True:
+                r, _, _ = select.select([client, server] if open_client else [server], [], [], 30)
+                if not r:
+                    break
+                if client in r:
+                    c = client.recv(65536)
+                    if c:
+                        server.sendall(c)
+                    else:
+                        open_client = False
+                if server in r:
+                    c = server.recv(65536)
+                    if not c:
+                        break
+                    chunks.append(c)
+                    client.sendall(c)
+            self.data = b"".join(chunks)
+            server.close()
+            client.close()
+        finally:
+            self.listener.close()
+            self.done.set()
+
+
+@pytest.fixture
+def gtools():
+    """The helpers above, for the test modules (with --import-mode=importlib a test module
+    cannot import this conftest by name)."""
+    from types import SimpleNamespace
+    return SimpleNamespace(TeeProxy=TeeProxy, gmetric_conf=gmetric_conf, need=need,
+                           read_xml=read_xml)
