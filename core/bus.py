@@ -144,6 +144,17 @@ class Sender:
             self._send(topic, p)
             del self._pending[topic]
 
+    def add_many(self, topic: str, lines: list[str]) -> None:
+        """Queue already-validated lines that all belong to `topic`."""
+        p = self._pending.get(topic)
+        if p is None:
+            p = self._pending[topic] = [[], 0, time.monotonic()]
+        p[0].extend(lines)
+        p[1] += sum(map(len, lines)) + len(lines)
+        if p[1] >= self.batch_bytes:
+            self._send(topic, p)
+            del self._pending[topic]
+
     def add_line(self, line: Line) -> None:
         """Encode and queue one Line."""
         self.add(encode(line), line.topic)

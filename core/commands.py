@@ -100,39 +100,29 @@ def send(lines, relay, spool, timeout, curve_server_key, curve_secret, prefix, q
     1 if bad lines were skipped (each is reported); 3 if data could not be delivered nor
     spooled (no --spool and no relay).
     """
-    from .line import LineError, decode
+    from .line import group_by_topic
     sender = make_sender(relay, spool, timeout, curve_server_key, curve_secret)
     bad = 0
-    first_error = None
-    add = sender.add
     pre = (prefix.rstrip(".") + ".") if prefix else ""
 
-    def feed(text_lines):
-        nonlocal bad, first_error
-        for raw in text_lines:
-            if not raw:
-                continue
-            if raw[-1] == "\r":
-                raw = raw[:-1]
-            if pre:
-                raw = pre + raw
-            try:
-                line = decode(raw)
-            except LineError as e:
-                bad += 1
-                if first_error is None:
-                    first_error = e
-                if not quiet and bad <= 10:
-                    click.echo(f"monbus send: skipped: {e}", err=True)
-                continue
-            add(raw, line.topic)
+    def feed(text):
+        nonlocal bad
+        if pre:
+            text = "\n".join(pre + x for x in text.split("\n") if x)
+        errors = []
+        for topic, good in group_by_topic(text, errors).items():
+            sender.add_many(topic, good)
+        for e in errors:
+            bad += 1
+            if not quiet and bad <= 10:
+                click.echo(f"monbus send: skipped: {e}", err=True)
         sender.tick()
 
     if lines:
-        feed([x for arg in lines for x in arg.split("\n")])
+        feed("\n".join(lines))
     else:
         for chunk in _read_stdin_chunks():
-            feed(chunk.decode("utf-8", "replace").split("\n"))
+            feed(chunk.decode("utf-8", "replace"))
     stats = sender.close()
     if stats["lost_lines"]:
         click.echo(f"monbus send: {stats['lost_lines']} lines not acknowledged by {relay} "
