@@ -251,8 +251,13 @@ def listen(listen, relay, spool, timeout, curve_server_key, curve_secret, multic
               help="Ganglia metric group [default: the line's source, e.g. collectd].")
 @click.option("--count", "-n", type=click.IntRange(min=1), default=None,
               help="Stop after emitting this many lines.")
+@click.option("--relay", envvar="MONBUS_RELAY", default="tcp://127.0.0.1:7701", show_default=True,
+              help="Relay input endpoint for this command's own self-metrics "
+                   "(monbus.<host>.ganglia_emit.*) [env MONBUS_RELAY].")
+@click.option("--selfmetrics-interval", type=click.FloatRange(min=0.1), default=10.0,
+              show_default=True, help="Seconds between self-metric publications.")
 def emit(patterns, connect, curve_server_key, curve_secret, gmonds, ttl, tmax, dmax,
-         metadata_interval, group, count):
+         metadata_interval, group, count, relay, selfmetrics_interval):
     """Send bus lines matching PATTERNS to gmond as gmetric packets.
 
     Each metric is spoofed as its bus host (<source>.<host>.<rest> -> host <host>, metric
@@ -276,14 +281,27 @@ def emit(patterns, connect, curve_server_key, curve_secret, gmonds, ttl, tmax, d
                 s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, ttl)
             socks[fam] = s
     counters = Counters("ganglia_emit")
+    sender = make_sender(relay, None, 2.0, curve_server_key, curve_secret)
     report = _Reporter()
     stopper = Stopper()
     done = 0
+    next_metrics = time.monotonic() + selfmetrics_interval
+
+    def publish_counters():
+        counters.values.update(em.stats)
+        for line in counters.lines(time.time()):
+            sender.add(line)
+        sender.tick()
     click.echo(f"monbus ganglia emit: {' '.join(patterns) or '**'} -> "
                f"{', '.join(f'{h}:{p}' for h, p in targets)}", err=True)
     try:
         while not stopper.stop and (count is None or done < count):
             lines = sub.recv_lines(0.2)
+            if time.monotonic() >= next_metrics:
+                next_metrics = time.monotonic() + selfmetrics_interval
+                publish_counters()
+            else:
+                sender.tick()
             if not lines:
                 continue
             now = time.time()
@@ -307,4 +325,5 @@ def emit(patterns, connect, curve_server_key, curve_secret, gmonds, ttl, tmax, d
         sub.close()
         for s in socks.values():
             s.close()
-    counters.values.update(em.stats)
+        publish_counters()
+        sender.close()

@@ -231,15 +231,17 @@ def test_listen_requests_missing_metadata_from_gmond(gmond, relay, subscribe):
         _stop(proc)
 
 
-def test_emit_send_lines_appear_in_gmond_xml(gmond, relay, monbus):
+def test_emit_send_lines_appear_in_gmond_xml(gmond, relay, subscribe, monbus):
     g = gmond(modules=False)
+    selfmetrics = subscribe("monbus.*.ganglia_emit.*")
     proc = subprocess.Popen(monbus_cmd() + [
         "ganglia", "emit", "app.**", "--connect", relay.output,
         "--gmond", f"127.0.0.1:{g.recv_port}", "--count", "3"],
         stderr=subprocess.PIPE, text=True)
     try:
         assert "monbus ganglia emit" in proc.stderr.readline()
-        wait_for(lambda: relay.relay._subs, what="emit's subscription at the relay")
+        wait_for(lambda: any(p.startswith(b"app") for p in relay.relay._subs),
+                 what="emit's subscription at the relay")
         now = int(time.time())
         r = monbus("send", "--relay", relay.input,
                    f"app.web01.requests 42 {now} mtype=counter unit=req",
@@ -262,5 +264,14 @@ def test_emit_send_lines_appear_in_gmond_xml(gmond, relay, monbus):
         assert got["db02"]["app.queue;dc=eu"]["VAL"] == "17"
         proc.wait(20)
         assert proc.returncode == 0
+        # on exit it publishes its counters: 3 values, 3 metadata packets, 6 datagrams
+        got = {}
+        deadline = time.monotonic() + 20
+        while "packets" not in got:
+            assert time.monotonic() < deadline, got
+            for ln in selfmetrics.recv_lines(0.5) or []:
+                got[ln.path.rsplit(".", 1)[1]] = ln.value
+        assert (got["values"], got["metadata"], got["packets"]) == (3, 3, 6)
+        assert got["too_long"] == 0
     finally:
         _stop(proc)
