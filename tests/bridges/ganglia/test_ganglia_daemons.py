@@ -236,7 +236,7 @@ def test_emit_send_lines_appear_in_gmond_xml(gmond, relay, subscribe, monbus):
     selfmetrics = subscribe("monbus.*.ganglia_emit.*")
     proc = subprocess.Popen(monbus_cmd() + [
         "ganglia", "emit", "app.**", "--connect", relay.output,
-        "--gmond", f"127.0.0.1:{g.recv_port}", "--count", "3"],
+        "--gmond", f"127.0.0.1:{g.recv_port}", "--count", "3", "--relay", relay.input],
         stderr=subprocess.PIPE, text=True)
     try:
         assert "monbus ganglia emit" in proc.stderr.readline()
