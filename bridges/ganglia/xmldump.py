@@ -40,6 +40,17 @@ _STATS = ("hosts", "hosts_up", "hosts_down", "metrics", "string_metrics", "stale
           "down_host_metrics", "bad_values", "clusters", "grids", "summaries", "bytes")
 
 
+def _positive(text, default: float) -> float:
+    """A positive finite number from an attribute, else `default`."""
+    try:
+        v = float(text)
+        if v > 0 and v - v == 0.0:
+            return v
+    except (TypeError, ValueError):
+        pass
+    return default
+
+
 class XmlDumpError(ValueError):
     """A response that is not acceptable Ganglia XML; the message says where and why."""
 
@@ -60,8 +71,10 @@ class XmlDumpParser:
         self.errors: list[str] = []     # bad values: reported, the rest of the dump goes on
         self._out: list[str] = []
         self._host_lines: list[str] | None = None
+        self._mcache = self.namer._metrics  # the Namer's cache, read directly on the hot path
         self._host = None               # (prefix, ts, down, strings, tn, tmax, reported)
         self._grids: list[str] = []
+        self._grid_times: list = []
         self._tags = ""                 # ";grid=<name>" of the innermost grid, or ""
         self._cluster = None            # (name, localtime as text)
         self._starts = 0               # structural (GANGLIA_XML/GRID/CLUSTER/HOST) starts
@@ -105,11 +118,11 @@ class XmlDumpParser:
     # -- the document -----------------------------------------------------------------------
     def _start(self, tag, a):
         if tag == "METRIC":
+            # the hot path: one call per metric, so everything is inlined
             h = self._host
-            if h is None:
-                return
-            if h[2]:
-                self.stats["down_host_metrics"] += 1
+            if h is None or h[2]:
+                if h is not None:
+                    self.stats["down_host_metrics"] += 1
                 return
             try:
                 name = a["NAME"]
@@ -131,18 +144,21 @@ class XmlDumpParser:
                 return
             try:
                 v = float(val)
+                if v - v != 0.0:
+                    raise ValueError
             except ValueError:
-                v = None
-            if v is None or v - v != 0.0:
                 self.stats["bad_values"] += 1
                 if len(self.errors) < 20:
                     self.errors.append(f"{h[0]}{name}: {vtype} VAL is not a finite number: "
                                        f"{val[:60]!r}")
                 return
-            comp, suffix = self.namer.metric(name, a.get("UNITS", ""), vtype,
-                                             a.get("SLOPE", ""), tmax)
-            self._host_lines.append(f"{h[0]}{comp}{h[7]} {format_number(v)} {h[1]}{suffix}")
-            self.stats["metrics"] += 1
+            key = (name, a.get("UNITS", ""), vtype, a.get("SLOPE", ""), tmax)
+            got = self._mcache.get(key)
+            if got is None:
+                got = self.namer.metric(*key)
+            # format_number, inlined
+            num = str(int(v)) if v.is_integer() and -1e16 < v < 1e16 else repr(v)
+            h[8].append(f"{h[0]}{got[0]}{h[7]} {num} {h[1]}{got[1]}")
             return
         if tag == "EXTRA_ELEMENT" or tag == "EXTRA_DATA":
             return
@@ -163,14 +179,15 @@ class XmlDumpParser:
         elif tag == "GRID":
             self.stats["grids"] += 1
             self._grids.append(a.get("NAME") or "unspecified")
+            self._grid_times.append(a.get("LOCALTIME"))
             self._set_tags()
             self._open.append(tag)
         elif tag == "GANGLIA_XML":
             self._started = True
             self._open.append(tag)
         elif tag == "HOSTS" or tag == "METRICS":
-            self.stats["summaries"] += 1
             self._starts -= 1  # not structural after all (its end is not counted either)
+            self._summary(tag, a)
 
     def _catch_up(self):
         """Apply the element ends recorded (by the C-level list.append end handler) since
@@ -187,24 +204,55 @@ class XmlDumpParser:
                 if tag == "GRID":
                     if self._grids:
                         self._grids.pop()
+                        self._grid_times.pop()
                     self._set_tags()
                 elif tag == "CLUSTER":
                     self._cluster = None
         ends.clear()
+
+    def _summary(self, tag, a):
+        """gmetad's summaries (`?filter=summary` on the query port, and remote grids):
+        HOSTS UP/DOWN and METRICS SUM/NUM, per cluster or per grid."""
+        if self._cluster is not None:
+            prefix = self.namer.host_prefix(self._cluster[0], "_summary")
+            ts = self._localtime()
+        elif self._grids:
+            prefix = self.namer.host_prefix(self._grids[-1], "_grid_summary")
+            ts = _positive(self._grid_times[-1], self.now)
+        else:
+            return
+        ts = format_number(ts)
+        tags = self._tags
+        if tag == "HOSTS":
+            pairs = [("hosts_up", a.get("UP"), ""), ("hosts_down", a.get("DOWN"), "")]
+        else:
+            name = a.get("NAME")
+            if not name:
+                raise XmlDumpError(f"METRICS without NAME at line {self._p.CurrentLineNumber}")
+            comp, suffix = self.namer.metric(name, a.get("UNITS", ""), a.get("TYPE", ""),
+                                             a.get("SLOPE", ""), "")
+            pairs = [(f"{comp}.sum", a.get("SUM"), suffix), (f"{comp}.num", a.get("NUM"), "")]
+        for comp, val, suffix in pairs:
+            try:
+                v = float(val)
+                if v - v != 0.0:
+                    raise ValueError
+            except (TypeError, ValueError):
+                self.stats["bad_values"] += 1
+                if len(self.errors) < 20:
+                    self.errors.append(f"{prefix}{comp}: summary value is not a finite "
+                                       f"number: {str(val)[:60]!r}")
+                continue
+            self._out.append(f"{prefix}{comp}{tags} {format_number(v)} {ts}"
+                             f"{suffix or ' mtype=gauge'}")
+            self.stats["summaries"] += 1
 
     def _set_tags(self):
         g = tag_value(self._grids[-1]) if (self._grids and self.grid_tag) else ""
         self._tags = f";grid={g}" if g else ""
 
     def _localtime(self) -> float:
-        lt = self._cluster[1] if self._cluster else None
-        try:
-            v = float(lt)
-            if v > 0 and v - v == 0.0:
-                return v
-        except (TypeError, ValueError):
-            pass
-        return self.now
+        return _positive(self._cluster[1] if self._cluster else None, self.now)
 
     def _begin_host(self, a):
         if self._cluster is None:
@@ -227,14 +275,15 @@ class XmlDumpParser:
             tn = tmax = 0
         down = tmax > 0 and tn > 4 * tmax  # gmetad: a host is down after 4 x TMAX
         prefix = self.namer.host_prefix(self._cluster[0], name)
-        self._host = (prefix, format_number(reported), down, {}, tn, tmax, local, self._tags)
         self._host_lines = []
+        self._host = (prefix, format_number(reported), down, {}, tn, tmax, local, self._tags,
+                      self._host_lines)
 
     def _end_host(self):
         h = self._host
         if h is None:
             return
-        prefix, ts, down, strings, tn, tmax, local, tags = h
+        prefix, ts, down, strings, tn, tmax, local, tags, _ = h
         if strings:
             key = self.namer.tag_key
             tags += "".join(f";{key(k)}={tv}" for k, v in sorted(strings.items())
@@ -247,6 +296,7 @@ class XmlDumpParser:
             self.stats["hosts_up"] += 1
             line = (f"{prefix}heartbeat{tags} 0 {ts} mtype=state "
                     f"output=UP:%20reported%20{tn}%20s%20ago")
+        self.stats["metrics"] += len(self._host_lines)
         self._host_lines.append(line)
         self._out.extend(self._host_lines)
         self._host = None

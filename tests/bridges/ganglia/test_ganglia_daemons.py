@@ -77,6 +77,24 @@ def test_poll_gmetad_xml_and_query_ports(gmond, gmetad, relay, subscribe, monbus
         n = len(expected_from_xml(proxy.data))
         lines = collect(sub, n, timeout=20)
         check_poll_lines(lines, proxy.data, grid="monbus-grid")
+    # the summary filter: per-grid and per-cluster HOSTS and METRICS sums
+    proxy = gtools.TeeProxy(q_port)
+    r = monbus("ganglia", "poll", f"127.0.0.1:{proxy.port}/?filter=summary", "--once",
+               "--relay", relay.input)
+    assert r.returncode == 0, r.stderr
+    proxy.done.wait(10)
+    root = ET.fromstring(proxy.data)
+    want = {}
+    for parent, pre in [(root.find("GRID"), "ganglia.monbus-grid._grid_summary."),
+                        (root.find("GRID/CLUSTER"), "ganglia.monbus-test._summary.")]:
+        want[pre + "hosts_up"] = float(parent.find("HOSTS").get("UP"))
+        want[pre + "hosts_down"] = float(parent.find("HOSTS").get("DOWN"))
+        for m in parent.findall("METRICS"):
+            want[pre + m.get("NAME") + ".sum"] = float(m.get("SUM"))
+            want[pre + m.get("NAME") + ".num"] = float(m.get("NUM"))
+    assert len(want) > 10
+    got = {ln.path: ln.value for ln in collect(sub, len(want), timeout=20)}
+    assert got == want
 
 
 def test_poll_bad_source_is_reported_and_others_still_published(gmond, relay, subscribe,

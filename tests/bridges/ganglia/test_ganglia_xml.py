@@ -245,3 +245,19 @@ def test_fuzz_names_and_values(host, metric, val):
         return  # characters XML 1.0 does not allow
     for line in lines:
         decode(line)
+
+
+def test_gmetad_summaries_per_grid_and_cluster():
+    body = ('<HOSTS UP="3" DOWN="1" SOURCE="gmetad"/>'
+            '<METRICS NAME="bytes_in" SUM="10.5" NUM="3" TYPE="double" UNITS="bytes/sec" '
+            'SLOPE="both" SOURCE="gmond"><EXTRA_DATA/></METRICS>'
+            '<METRICS NAME="broken" SUM="n/a" NUM="3" TYPE="double"/>')
+    lines, stats = parse_dump(_grid(body + _cluster("c", body), grid="g"), now=0)
+    got = {decode(x).series: decode(x) for x in lines}
+    assert got["ganglia.g._grid_summary.hosts_up;grid=g"].value == 3
+    assert got["ganglia.c._summary.hosts_down;grid=g"].value == 1
+    s = got["ganglia.c._summary.bytes_in.sum;grid=g"]
+    assert (s.value, s.timestamp, s.meta["unit"]) == (10.5, 2000, "bytes/sec")
+    assert got["ganglia.c._summary.broken.num;grid=g"].value == 3
+    assert "ganglia.c._summary.broken.sum;grid=g" not in got
+    assert stats["bad_values"] == 2 and stats["summaries"] == 10
