@@ -99,31 +99,48 @@ def poll(sources, relay, spool, timeout, curve_server_key, curve_secret, interva
     sender = make_sender(relay, spool, timeout, curve_server_key, curve_secret)
     counters = Counters("ganglia_poll")
     report = _Reporter()
-    namer = Namer()
+    # one Namer per source: names stay stable per source across polls, and the sources'
+    # polls can run in parallel threads (network waits overlap; a slow gmetad does not
+    # delay the others)
+    namers = {s: Namer() for s in sources}
+    pool = None
+    if len(sources) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+        pool = ThreadPoolExecutor(max_workers=min(8, len(sources)),
+                                  thread_name_prefix="ganglia-poll")
     due = {s: 0.0 for s in sources}
     failed = 0
+
+    def one(src, now):
+        try:
+            return src, poll_one(src, now, namers[src], timeout=poll_timeout,
+                                 max_bytes=max_bytes, grid_tag=grid_tag), None
+        except PollError as e:
+            return src, None, e
 
     def run_due(now: float, force: bool = False) -> None:
         nonlocal failed
         mono = time.monotonic()
-        for src in sources:
-            if not force and mono < due[src]:
-                continue
+        todo = [s for s in sources if force or mono >= due[s]]
+        for src in todo:
             due[src] = mono + interval
+        if pool is not None and len(todo) > 1:
+            results = list(pool.map(one, todo, [now] * len(todo)))
+        else:
+            results = [one(src, now) for src in todo]
+        for src, got, err in results:
             counters.inc("polls")
-            try:
-                lines, stats = poll_one(src, now, namer, timeout=poll_timeout,
-                                        max_bytes=max_bytes, grid_tag=grid_tag)
-            except PollError as e:
+            if err is not None:
                 failed += 1
                 counters.inc("poll_errors")
-                report("poll_errors", f"poll {e}")
+                report("poll_errors", f"poll {err}")
                 continue
+            lines, stats = got
             for line in lines:
                 sender.add(line)
             counters.inc("lines", len(lines))
             for k in ("metrics", "stale_metrics", "string_metrics", "hosts_up", "hosts_down",
-                      "down_host_metrics", "bad_values", "bytes"):
+                      "down_host_metrics", "bad_values", "summaries", "bytes"):
                 counters.inc(k, stats[k])
             for msg in stats["value_errors"]:
                 report("bad_values", f"poll {src}: {msg}")
@@ -131,6 +148,8 @@ def poll(sources, relay, spool, timeout, curve_server_key, curve_secret, interva
 
     if once:
         run_due(time.time(), force=True)
+        if pool is not None:
+            pool.shutdown()
         stats = sender.close()
         if stats["lost_lines"]:
             raise click.ClickException(f"{stats['lost_lines']} lines not acknowledged by "
@@ -141,7 +160,11 @@ def poll(sources, relay, spool, timeout, curve_server_key, curve_secret, interva
         return
     click.echo(f"monbus ganglia poll: {', '.join(map(str, sources))} every {interval:g} s",
                err=True)
-    run_daemon(sender, counters, on_tick=run_due, tick_interval=min(1.0, interval))
+    try:
+        run_daemon(sender, counters, on_tick=run_due, tick_interval=min(1.0, interval))
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 # --- listen ----------------------------------------------------------------------------------
