@@ -178,14 +178,20 @@ def test_listen_gmetric_every_type_units_and_spoofing(tmp_path, relay, subscribe
                         "string"], check=True, timeout=20)
         subprocess.run([binary, "-c", str(conf), "-n", "hb", "-H", "-S",
                         "10.1.2.4:spoofed-hb.example"], check=True, timeout=20)
+        # a heartbeat for node01 itself (gmetric spoofs it with override_hostname): its
+        # availability line carries the string metric as a tag
+        subprocess.run([binary, "-c", str(conf), "-n", "hb", "-H", "-S", "127.0.0.1:node01.monbus.test"],
+                       check=True, timeout=20)
         want = {f"ganglia.monbus-test.{tail}": (v, u, m) for _, tail, v, u, m in GMETRICS}
         got = {}
         deadline = time.monotonic() + 30
-        while set(want) - set(got) or "hb" not in got:
+        while set(want) - set(got) or "hb" not in got or "node_hb" not in got:
             assert time.monotonic() < deadline, f"missing {set(want) - set(got)}"
             for ln in sub.recv_lines(0.5) or []:
                 if ln.path.startswith("ganglia.monbus-test.spoofed-hb_example.heartbeat"):
                     got["hb"] = ln
+                elif ln.path == "ganglia.monbus-test.node01_monbus_test.heartbeat":
+                    got["node_hb"] = ln
                 else:
                     got[ln.path] = ln
         for path, (value, unit, mtype) in want.items():
@@ -193,6 +199,7 @@ def test_listen_gmetric_every_type_units_and_spoofing(tmp_path, relay, subscribe
             assert ln.value == value, path
             assert ln.meta.get("unit") == unit and ln.meta["mtype"] == mtype, ln
         assert got["hb"].value == 0 and got["hb"].meta["mtype"] == "state"
+        assert got["node_hb"].tags == {"t_string": "hello_world"}
     finally:
         _stop(proc)
 
