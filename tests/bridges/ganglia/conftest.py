@@ -52,7 +52,7 @@ _MODULES = [("cpu_module", "modcpu.so"), ("disk_module", "moddisk.so"),
 
 def gmond_conf(*, recv_port: int, tcp_port: int, send_ports=(), hostname="node01.monbus.test",
                cluster="monbus-test", host_tmax=20, metadata_interval=15, modules=True,
-               groups: str | None = None) -> str:
+               groups: str | None = None, gzip_output: bool = False) -> str:
     """A gmond.conf like Debian's default, on loopback ports, with every standard module."""
     sends = "".join(f"udp_send_channel {{\n  host = 127.0.0.1\n  port = {p}\n}}\n"
                     for p in send_ports)
@@ -98,6 +98,7 @@ host {{
 tcp_accept_channel {{
   port = {tcp_port}
   bind = 127.0.0.1
+  gzip_output = {"yes" if gzip_output else "no"}
 }}
 modules {{
   module {{
@@ -122,7 +123,9 @@ class Gmond:
         self.log = log
 
     def xml(self) -> bytes:
-        return read_xml(self.tcp_port)
+        import gzip
+        data = read_xml(self.tcp_port)
+        return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
 
     def stop(self):
         if self.proc.poll() is None:

@@ -63,6 +63,22 @@ def test_poll_gmond_every_metric_equal_values(gmond, relay, subscribe, monbus, g
     assert meta["heartbeat"]["mtype"] == "state"
 
 
+def test_poll_gmond_gzip_output(gmond, relay, subscribe, monbus, gtools):
+    """gmond's tcp_accept_channel with gzip_output = yes: the poller gunzips the stream."""
+    import gzip
+    g = gmond(gzip_output=True)
+    wait_for(lambda: g.xml().count(b"<METRIC ") >= 30, timeout=30, what="gmond's metrics")
+    sub = subscribe("ganglia.**")
+    proxy = gtools.TeeProxy(g.tcp_port)
+    r = monbus("ganglia", "poll", f"127.0.0.1:{proxy.port}", "--once", "--relay", relay.input)
+    assert r.returncode == 0, r.stderr
+    proxy.done.wait(10)
+    assert proxy.data[:2] == b"\x1f\x8b"
+    xml = gzip.decompress(proxy.data)
+    lines = collect(sub, len(expected_from_xml(xml)), timeout=20)
+    check_poll_lines(lines, xml)
+
+
 def test_poll_gmetad_xml_and_query_ports(gmond, gmetad, relay, subscribe, monbus, gtools):
     g = gmond()
     xml_port, q_port = gmetad(g)
