@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from monbus.core.line import Line, Sanitizer, encode, format_number
+from monbus.core.line import Line, Sanitizer, encode
 
 __all__ = ["Namer", "tag_value", "mtype_of", "NUMERIC_TYPES", "STRING_TYPES"]
 
@@ -85,14 +85,3 @@ class Namer:
     def tag_key(self, name: str) -> str:
         """A string metric's name as a tag key."""
         return self.san(name)
-
-
-def number(text) -> str | None:
-    """A Ganglia VAL as a monbus number, or None if it is not a finite number."""
-    try:
-        v = float(text)
-    except (TypeError, ValueError):
-        return None
-    if v - v != 0.0:
-        return None
-    return format_number(v)

@@ -132,20 +132,29 @@ class XmlDumpParser:
                 raise XmlDumpError(f"METRIC without {e.args[0]} at line "
                                    f"{self._p.CurrentLineNumber}") from None
             tmax = a.get("TMAX", "0")
-            try:
-                if int(a.get("TN", "0")) > int(tmax) > 0:
-                    self.stats["stale_metrics"] += 1
-                    return
-            except ValueError:
-                pass
+            tn = a.get("TN", "0")
+            # TN > TMAX, without int() in the usual case: gmond prints both as %u, and a
+            # shorter (or equal-length, smaller) digit string is the smaller number
+            if len(tn) > len(tmax) or (len(tn) == len(tmax) and tn > tmax):
+                try:
+                    if int(tn) > int(tmax) > 0:
+                        self.stats["stale_metrics"] += 1
+                        return
+                except ValueError:
+                    pass
             if vtype == "string":
                 self.stats["string_metrics"] += 1
                 h[3][name] = val
                 return
             try:
-                v = float(val)
-                if v - v != 0.0:
-                    raise ValueError
+                if val.isdigit() and val.isascii() and len(val) < 16:
+                    num = val   # an integer as gmond printed it: already a monbus number
+                else:
+                    v = float(val)
+                    if v - v != 0.0:
+                        raise ValueError
+                    # format_number, inlined
+                    num = str(int(v)) if v.is_integer() and -1e16 < v < 1e16 else repr(v)
             except ValueError:
                 self.stats["bad_values"] += 1
                 if len(self.errors) < 20:
@@ -156,8 +165,6 @@ class XmlDumpParser:
             got = self._mcache.get(key)
             if got is None:
                 got = self.namer.metric(*key)
-            # format_number, inlined
-            num = str(int(v)) if v.is_integer() and -1e16 < v < 1e16 else repr(v)
             h[8].append(f"{h[0]}{got[0]}{h[7]} {num} {h[1]}{got[1]}")
             return
         if tag == "EXTRA_ELEMENT" or tag == "EXTRA_DATA":

@@ -261,3 +261,17 @@ def test_gmetad_summaries_per_grid_and_cluster():
     assert got["ganglia.c._summary.broken.num;grid=g"].value == 3
     assert "ganglia.c._summary.broken.sum;grid=g" not in got
     assert stats["bad_values"] == 2 and stats["summaries"] == 10
+
+
+@pytest.mark.parametrize("tn,tmax,stale", [
+    ("9", "10", False), ("10", "9", True), ("60", "60", False), ("61", "60", True),
+    ("100", "0", False),       # TMAX 0: no limit
+    ("abc", "60", False),      # not a number: kept (gmond never prints that)
+    ("0", "", False)])
+def test_metric_staleness_rule(tn, tmax, stale):
+    xml = _grid(_cluster("c", _host("h", metrics=_metric("m", "007", "uint32", tn=tn,
+                                                             tmax=tmax))))
+    lines, stats = parse_dump(xml, now=0)
+    got = [decode(x) for x in lines if ".m " in x]
+    assert stats["stale_metrics"] == int(stale)
+    assert [g.value for g in got] == ([] if stale else [7.0])
