@@ -272,6 +272,6 @@ def test_metric_staleness_rule(tn, tmax, stale):
     xml = _grid(_cluster("c", _host("h", metrics=_metric("m", "007", "uint32", tn=tn,
                                                              tmax=tmax))))
     lines, stats = parse_dump(xml, now=0)
-    got = [decode(x) for x in lines if ".m " in x]
+    got = [decode(x) for x in lines if decode(x).path == "ganglia.c.h.m"]
     assert stats["stale_metrics"] == int(stale)
     assert [g.value for g in got] == ([] if stale else [7.0])
