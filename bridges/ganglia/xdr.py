@@ -96,6 +96,11 @@ class Value(NamedTuple):
     value: object
 
 
+class _Trailing(Value):
+    """A Value followed by bytes it does not use (gmond ignores them too); never memoised."""
+    __slots__ = ()
+
+
 class MetadataRequest(NamedTuple):
     """A gmetadata_request (136): a gmond asking the metric's owner to resend metadata."""
     id: MetricId
@@ -148,8 +153,54 @@ class _Reader:
         return MetricId(self.string(), self.string(), self.boolean())
 
 
+# Strategy for speed: gmond sends the same metric id and format again and again, and for
+# the fixed-size value types everything but the last 4 (8 for double) bytes of a datagram is
+# the same from one send to the next.  Those leading bytes of every datagram decoded in full
+# (and consumed exactly) are remembered (bounded), so a repeat is one dict lookup and one
+# unpack; metadata datagrams, resent unchanged, are remembered whole.  A memo, not state:
+# the result is the same with or without it.
+_SEEN: dict[bytes, tuple] = {}
+_SEEN_MAX = 50_000
+_FIXED = {USHORT: (_U32, 4), SHORT: (_I32, 4), INT: (_I32, 4), UINT: (_U32, 4),
+          FLOAT: (_F32, 4), DOUBLE: (_F64, 8)}
+
+
 def decode(data: bytes):
-    """Decode one datagram into Metadata, Value or MetadataRequest.  Raises XdrError."""
+    """Decode one datagram into Metadata, Value or MetadataRequest (treat them as read-only:
+    repeats share one object).  Raises XdrError."""
+    if len(data) > 8 and data[:3] == b"\0\0\0":
+        if data[3] == METADATA:  # metadata is resent unchanged every send_metadata_interval
+            hit = _SEEN.get(data)
+            if hit is not None:
+                return hit
+            msg = _decode(data)
+            if len(_SEEN) >= _SEEN_MAX:
+                _SEEN.clear()
+            _SEEN[bytes(data)] = msg
+            return msg
+        fixed = _FIXED.get(data[3])
+        if fixed is not None:
+            hit = _SEEN.get(data[:-fixed[1]])
+            if hit is not None:
+                kind = data[3]
+                value = fixed[0].unpack_from(data, len(data) - fixed[1])[0]
+                if kind == USHORT and value > 0xFFFF or kind == SHORT and not \
+                        -0x8000 <= value <= 0x7FFF:
+                    pass  # out of range: the full decode below reports it
+                else:
+                    return Value(hit[0], kind, hit[1], value)
+    msg = _decode(data)
+    if type(msg) is _Trailing:
+        return Value(*msg)
+    if type(msg) is Value and msg.kind in _FIXED:
+        size = _FIXED[msg.kind][1]
+        if len(_SEEN) >= _SEEN_MAX:
+            _SEEN.clear()
+        _SEEN[bytes(data[:-size])] = (msg.id, msg.fmt)
+    return msg
+
+
+def _decode(data: bytes):
     r = _Reader(data)
     msg = r.u32()
     if msg == METADATA:
@@ -193,6 +244,10 @@ def decode(data: bytes):
             value = r.i32()
             if not -0x8000 <= value <= 0x7FFF:
                 raise XdrError(f"short value {value} does not fit 16 bits", data, p)
+        if msg != STRING:
+            end = p + (8 if msg == DOUBLE else 4)
+            if end != r.end:  # trailing bytes: decoded, but not the shape the memo assumes
+                return _Trailing(mid, msg, fmt, value)
         return Value(mid, msg, fmt, value)
     if msg == REQUEST:
         return MetadataRequest(r.metric_id())
