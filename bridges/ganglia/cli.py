@@ -150,6 +150,8 @@ def poll(sources, relay, spool, timeout, curve_server_key, curve_secret, interva
         run_due(time.time(), force=True)
         if pool is not None:
             pool.shutdown()
+        for line in counters.lines(time.time()):   # what this run did, failures included
+            sender.add(line)
         stats = sender.close()
         if stats["lost_lines"]:
             raise click.ClickException(f"{stats['lost_lines']} lines not acknowledged by "

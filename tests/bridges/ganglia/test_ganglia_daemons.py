@@ -130,12 +130,16 @@ def test_poll_bad_source_is_reported_and_others_still_published(gmond, relay, su
     t = threading.Thread(target=serve, daemon=True)
     t.start()
     sub = subscribe("ganglia.**")
+    selfm = subscribe("monbus.*.ganglia_poll.*")
     r = monbus("ganglia", "poll", f"127.0.0.1:{evil.getsockname()[1]}",
                f"127.0.0.1:{g.tcp_port}", "--once", "--relay", relay.input)
     assert r.returncode == 1
     assert "entity declaration refused" in r.stderr and "1 of 2 sources failed" in r.stderr
     lines = collect(sub, 1, timeout=20)
     assert lines[0].path == "ganglia.monbus-test.node01_monbus_test.heartbeat"
+    # the run's self-metrics count the failure
+    counts = {ln.path.rsplit(".", 1)[1]: ln.value for ln in collect(selfm, 5, timeout=20)}
+    assert counts["polls"] == 2 and counts["poll_errors"] == 1
     evil.close()
 
 
