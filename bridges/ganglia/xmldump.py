@@ -36,6 +36,8 @@ __all__ = ["XmlDumpError", "XmlDumpParser", "parse_dump", "DEFAULT_MAX_BYTES"]
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 _MAX_DEPTH = 64
 _GZIP_MAGIC = b"\x1f\x8b"
+_STRUCTURAL = frozenset({"GANGLIA_XML", "GRID", "CLUSTER", "HOST"})
+_SLICE = 1 << 20  # expat is fed at most this much at once (bounds the recorded ends)
 _STATS = ("hosts", "hosts_up", "hosts_down", "metrics", "string_metrics", "stale_metrics",
           "down_host_metrics", "bad_values", "clusters", "grids", "summaries", "bytes")
 
@@ -79,7 +81,6 @@ class XmlDumpParser:
         self._cluster = None            # (name, localtime as text)
         self._starts = 0               # structural (GANGLIA_XML/GRID/CLUSTER/HOST) starts
         self._ended = 0                # ... and their ends, as caught up
-        self._open: list[str] = []
         self._seen = 0
         self._gunzip = None
         self._started = False
@@ -169,46 +170,40 @@ class XmlDumpParser:
             return
         if tag == "EXTRA_ELEMENT" or tag == "EXTRA_DATA":
             return
-        # a structural element: first catch up with the ends seen since the last one
-        self._starts += 1
+        # any other element: first catch up with the ends seen since the last one
         if self._ends:
             self._catch_up()
-        depth = self._starts - self._ended
-        if depth > _MAX_DEPTH:
-            raise XmlDumpError(f"GRID/CLUSTER/HOST elements nested deeper than {_MAX_DEPTH}")
-        if tag == "HOST":
-            self._begin_host(a)
-        elif tag == "CLUSTER":
-            self.stats["clusters"] += 1
-            name = a.get("NAME") or "unspecified"
-            self._cluster = (name, a.get("LOCALTIME"))
-            self._open.append(tag)
-        elif tag == "GRID":
-            self.stats["grids"] += 1
-            self._grids.append(a.get("NAME") or "unspecified")
-            self._grid_times.append(a.get("LOCALTIME"))
-            self._set_tags()
-            self._open.append(tag)
-        elif tag == "GANGLIA_XML":
-            self._started = True
-            self._open.append(tag)
+        if tag in _STRUCTURAL:
+            self._starts += 1
+            if self._starts - self._ended > _MAX_DEPTH:
+                raise XmlDumpError(f"GRID/CLUSTER/HOST elements nested deeper than "
+                                   f"{_MAX_DEPTH}")
+            if tag == "HOST":
+                self._begin_host(a)
+            elif tag == "CLUSTER":
+                self.stats["clusters"] += 1
+                self._cluster = (a.get("NAME") or "unspecified", a.get("LOCALTIME"))
+            elif tag == "GRID":
+                self.stats["grids"] += 1
+                self._grids.append(a.get("NAME") or "unspecified")
+                self._grid_times.append(a.get("LOCALTIME"))
+                self._set_tags()
+            else:  # GANGLIA_XML
+                self._started = True
         elif tag == "HOSTS" or tag == "METRICS":
-            self._starts -= 1  # not structural after all (its end is not counted either)
             self._summary(tag, a)
+        # an element Ganglia 3.7 does not write: ignored, like its end
 
     def _catch_up(self):
         """Apply the element ends recorded (by the C-level list.append end handler) since
         the last structural start: end a host, leave a cluster or a grid."""
         ends = self._ends
         for tag in ends:
-            if tag == "HOST":
+            if tag in _STRUCTURAL:
                 self._ended += 1
-                self._end_host()
-            elif tag == "GRID" or tag == "CLUSTER" or tag == "GANGLIA_XML":
-                self._ended += 1
-                if self._open:
-                    self._open.pop()
-                if tag == "GRID":
+                if tag == "HOST":
+                    self._end_host()
+                elif tag == "GRID":
                     if self._grids:
                         self._grids.pop()
                         self._grid_times.pop()
@@ -335,7 +330,10 @@ class XmlDumpParser:
         if self._seen > self.max_bytes:
             raise XmlDumpError(f"response larger than {self.max_bytes} bytes")
         try:
-            self._p.Parse(data, False)
+            for i in range(0, len(data), _SLICE):
+                self._p.Parse(data[i:i + _SLICE], False)
+                if len(self._ends) > 100_000:  # a flood of elements inside one host
+                    self._ends[:] = [t for t in self._ends if t in _STRUCTURAL]
         except ExpatError as e:
             self._fail(e, data)
         out, self._out = self._out, []

@@ -275,3 +275,20 @@ def test_metric_staleness_rule(tn, tmax, stale):
     got = [decode(x) for x in lines if decode(x).path == "ganglia.c.h.m"]
     assert stats["stale_metrics"] == int(stale)
     assert [g.value for g in got] == ([] if stale else [7.0])
+
+
+def test_unknown_elements_are_ignored_and_a_flood_stays_bounded():
+    """Elements gmond 3.7 does not write (a newer version might) are skipped, however many;
+    a flood of them inside one host does not pile up the parser's bookkeeping."""
+    unknown = "<NEW_THING/>" * 1000
+    flood = "<EXTRA_DATA>" + '<EXTRA_ELEMENT NAME="a" VAL="b"/>' * 300_000 + "</EXTRA_DATA>"
+    xml = _grid(_cluster("c", _host("h", metrics=_metric("m", 1) + unknown + flood
+                                    + _metric("n", 2))))
+    p = XmlDumpParser(0)
+    lines = []
+    for i in range(0, len(xml), 65536):
+        lines += p.feed(xml[i:i + 65536])
+        assert len(p._ends) < 200_000
+    lines += p.close()
+    assert sorted(decode(x).path for x in lines) == [
+        "ganglia.c.h.heartbeat", "ganglia.c.h.m", "ganglia.c.h.n"]
