@@ -119,3 +119,23 @@ def test_demo_feeds_the_real_capture(relay, subscribe):
     lines = collect(sub, n, timeout=20)
     assert any(ln.path == "ganglia.monbus-corpus.spoofed-host_example.monbus_spoofed"
                for ln in lines)
+
+
+@pytest.mark.parametrize("text,want", [
+    ("127.0.0.1:8649", ("127.0.0.1", 8649, None)),
+    ("[::1]:8651", ("::1", 8651, None)),
+    ("gmetad.example:8652/my cluster/node1", ("gmetad.example", 8652, "/my cluster/node1")),
+    ("127.0.0.1:8652/?filter=summary", ("127.0.0.1", 8652, "/?filter=summary")),
+])
+def test_parse_source(text, want):
+    from monbus.bridges.ganglia.poller import parse_source
+    src = parse_source(text)
+    assert tuple(src) == want
+    assert str(src) == text
+
+
+@pytest.mark.parametrize("text", ["8649", ":8649", "h:0", "h:x", "[::1]8649", "h:8652/a\nb"])
+def test_parse_source_rejects(text):
+    from monbus.bridges.ganglia.poller import parse_source
+    with pytest.raises(ValueError):
+        parse_source(text)
