@@ -20,7 +20,7 @@ Strategy:
   and ATTLIST declarations): any ENTITY or NOTATION declaration, any external DTD or entity,
   parameter-entity parsing, nesting deeper than 64 and a response bigger than `max_bytes`
   (after gzip, which gmond's `gzip_output` uses) raise XmlDumpError at once, so an entity
-  bomb never expands.
+  bomb never expands.  ATTLIST defaults are ignored (no amplification through them).
 """
 from __future__ import annotations
 
@@ -99,6 +99,10 @@ class XmlDumpParser:
         p.NotationDeclHandler = self._notation
         p.ExternalEntityRefHandler = self._external
         p.SetParamEntityParsing(XML_PARAM_ENTITY_PARSING_NEVER)
+        # attribute defaults from the DTD are not handed over: gmond's only one is SOURCE,
+        # which nothing here reads, and a hostile ATTLIST default (a megabyte copied into
+        # every element) would otherwise be an amplification
+        p.specified_attributes = True
 
     # -- hardening handlers -----------------------------------------------------------------
     def _doctype(self, name, system_id, public_id, has_internal_subset):

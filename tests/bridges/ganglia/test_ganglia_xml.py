@@ -292,3 +292,17 @@ def test_unknown_elements_are_ignored_and_a_flood_stays_bounded():
     lines += p.close()
     assert sorted(decode(x).path for x in lines) == [
         "ganglia.c.h.heartbeat", "ganglia.c.h.m", "ganglia.c.h.n"]
+
+
+def test_attlist_default_amplification_is_not_expanded():
+    """An ATTLIST default of 2 MB would be copied into each of 300,000 METRIC elements
+    (600 GB of string copies, minutes of CPU) if defaults were reported; they are not."""
+    big = "x" * 2_000_000
+    doctype = f'<!DOCTYPE GANGLIA_XML [<!ATTLIST METRIC PAD CDATA "{big}">]>'
+    metrics = '<METRIC NAME="m" VAL="1" TYPE="float"/>' * 300_000
+    xml = (doctype + f'<GANGLIA_XML>{metrics}</GANGLIA_XML>').encode()
+    import time
+    t = time.process_time()
+    lines, stats = parse_dump(xml, now=0)
+    assert lines == []                       # metrics outside any HOST: nothing to publish
+    assert time.process_time() - t < 20      # about 1 s; unprotected, over a minute
