@@ -26,6 +26,18 @@ class _Reporter:
             log.warning("%s (%s #%d)", msg, kind, n)
 
 
+def _publish(sender, lines, counters, report, where: str) -> None:
+    """Queue lines; one the line syntax refuses (a decoder bug, never expected) is reported
+    and counted in bad_lines instead of stopping the daemon."""
+    from monbus.core.line import LineError
+    for line in lines:
+        try:
+            sender.add(line)
+        except LineError as e:
+            counters.inc("bad_lines")
+            report("bad_lines", f"{where}: line refused: {e}")
+
+
 def _size(ctx, param, value):
     v = str(value).strip().upper().removesuffix("B")
     mult = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}.get(v[-1:], 1)
@@ -136,8 +148,7 @@ def poll(sources, relay, spool, timeout, curve_server_key, curve_secret, interva
                 report("poll_errors", f"poll {err}")
                 continue
             lines, stats = got
-            for line in lines:
-                sender.add(line)
+            _publish(sender, lines, counters, report, f"poll {src}")
             counters.inc("lines", len(lines))
             for k in ("metrics", "stale_metrics", "string_metrics", "hosts_up", "hosts_down",
                       "down_host_metrics", "bad_values", "summaries", "bytes"):
@@ -235,8 +246,7 @@ def listen(listen, relay, spool, timeout, curve_server_key, curve_secret, multic
                 report("recv_errors", f"listen: recv: {e}")
                 break
             lines, requests = state.feed(data, now)
-            for line in lines:
-                sender.add(line)
+            _publish(sender, lines, counters, report, "listen")
             if out is not None:
                 for req in requests:
                     for t in targets:
@@ -247,8 +257,7 @@ def listen(listen, relay, spool, timeout, curve_server_key, curve_secret, multic
         sync_counters()
 
     def on_tick(now):
-        for line in state.expire(now):
-            sender.add(line)
+        _publish(sender, state.expire(now), counters, report, "listen")
         sync_counters()
 
     click.echo(f"monbus ganglia listen: udp {', '.join(f'{h}:{p}' for h, p in listen)}"

@@ -61,7 +61,7 @@ class GmondListener:
             "packets", "metadata", "values", "lines", "string_values", "heartbeats",
             "bad_packets", "bad_values", "pending", "pending_published", "pending_expired",
             "metadata_requests_sent", "metadata_requests_seen", "metadata_evicted",
-            "hosts_evicted", "hosts_down", "hosts_up")}
+            "hosts_evicted", "hosts_down", "hosts_up", "tags_dropped")}
         self.errors: list[str] = []
 
     # -- helpers ----------------------------------------------------------------------------
@@ -95,8 +95,8 @@ class GmondListener:
 
     def _heartbeat(self, name: str, h: _Host, now: float, state: int, text: str) -> str:
         if h.tags is None:
-            h.tags = "".join(f";{self.namer.tag_key(k)}={v}"
-                             for k, v in sorted(h.strings.items()) if v)
+            h.tags, dropped = self.namer.tags(h.strings)
+            self.stats["tags_dropped"] += dropped
         pre = self.namer.host_prefix(self.cluster, name)
         out = text.replace("%", "%25").replace(" ", "%20")
         return f"{pre}heartbeat{h.tags} {state} {format_number(now)} mtype=state output={out}"

@@ -10,11 +10,12 @@ as in gmetad's own Graphite export; a `Sanitizer` makes sure two names never col
 """
 from __future__ import annotations
 
+import hashlib
 import re
 
 from monbus.core.line import Line, Sanitizer, encode
 
-__all__ = ["Namer", "tag_value", "mtype_of", "NUMERIC_TYPES", "STRING_TYPES"]
+__all__ = ["Namer", "tag_value", "mtype_of", "NUMERIC_TYPES", "STRING_TYPES", "TAGS_MAX"]
 
 #: gmond's metric types (the XML DTD's TYPE enumeration); `timestamp` is numeric seconds
 NUMERIC_TYPES = frozenset({"int8", "uint8", "int16", "uint16", "int32", "uint32", "float",
@@ -22,6 +23,10 @@ NUMERIC_TYPES = frozenset({"int8", "uint8", "int16", "uint16", "int32", "uint32"
 STRING_TYPES = frozenset({"string"})
 _TAG_BAD = re.compile(r"[\s;\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 _TAG_MAX = 200
+_COMPONENT_MAX = 200
+#: the string-metric tags of one heartbeat line stay within this many characters, so the
+#: series stays well inside the line syntax's 4096 (the rest are left out and counted)
+TAGS_MAX = 2000
 
 
 def tag_value(text: str) -> str:
@@ -58,7 +63,7 @@ class Namer:
         if p is None:
             if len(self._hosts) > 200_000:
                 self._hosts.clear()
-            p = self._hosts[key] = f"{self.source}.{self.san(cluster)}.{self.san(host)}."
+            p = self._hosts[key] = f"{self.source}.{self._san(cluster)}.{self._san(host)}."
         return p
 
     def metric(self, name: str, units: str, vtype: str, slope: str, tmax: str):
@@ -79,9 +84,36 @@ class Namer:
                 meta["tmax"] = tmax
             # the public encoder percent-encodes the annotations; keep what follows "a.b 0 0"
             suffix = encode(Line("a.b", 0.0, 0.0, meta))[len("a.b 0 0"):]
-            got = self._metrics[key] = (self.san(name), suffix)
+            got = self._metrics[key] = (self._san(name), suffix)
         return got
 
     def tag_key(self, name: str) -> str:
         """A string metric's name as a tag key."""
-        return self.san(name)
+        return self._san(name)
+
+    def _san(self, name: str) -> str:
+        """A path component of bounded length: a very long name is cut and given a hash of
+        the whole name, so it stays distinct."""
+        comp = self.san(name)
+        if len(comp) > _COMPONENT_MAX:
+            digest = hashlib.sha1(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+            comp = f"{comp[:_COMPONENT_MAX - 10]}_x{digest}"
+        return comp
+
+    def tags(self, strings: dict) -> tuple[str, int]:
+        """`;key=value...` for a host's string metrics (sorted, empty values left out) and
+        how many were left out for length (TAGS_MAX)."""
+        out = []
+        size = 0
+        dropped = 0
+        for k, v in sorted(strings.items()):
+            tv = tag_value(v)
+            if not tv:
+                continue
+            t = f";{self.tag_key(k)}={tv}"
+            if size + len(t) > TAGS_MAX:
+                dropped += 1
+                continue
+            size += len(t)
+            out.append(t)
+        return "".join(out), dropped

@@ -39,7 +39,8 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _STRUCTURAL = frozenset({"GANGLIA_XML", "GRID", "CLUSTER", "HOST"})
 _SLICE = 1 << 20  # expat is fed at most this much at once (bounds the recorded ends)
 _STATS = ("hosts", "hosts_up", "hosts_down", "metrics", "string_metrics", "stale_metrics",
-          "down_host_metrics", "bad_values", "clusters", "grids", "summaries", "bytes")
+          "down_host_metrics", "bad_values", "clusters", "grids", "summaries", "bytes",
+          "tags_dropped")
 
 
 def _positive(text, default: float) -> float:
@@ -291,9 +292,9 @@ class XmlDumpParser:
             return
         prefix, ts, down, strings, tn, tmax, local, tags, _ = h
         if strings:
-            key = self.namer.tag_key
-            tags += "".join(f";{key(k)}={tv}" for k, v in sorted(strings.items())
-                            if (tv := tag_value(v)))
+            more, dropped = self.namer.tags(strings)
+            tags += more
+            self.stats["tags_dropped"] += dropped
         if down:
             self.stats["hosts_down"] += 1
             line = (f"{prefix}heartbeat{tags} 1 {format_number(local)} mtype=state "

@@ -306,3 +306,17 @@ def test_attlist_default_amplification_is_not_expanded():
     lines, stats = parse_dump(xml, now=0)
     assert lines == []                       # metrics outside any HOST: nothing to publish
     assert time.process_time() - t < 20      # about 1 s; unprotected, over a minute
+
+
+def test_huge_names_and_many_strings_still_make_valid_lines():
+    """Names of 5,000 characters and 500 string metrics: every line stays inside the line
+    syntax (series <= 4096), long names stay distinct, the tags left out are counted."""
+    long_a, long_b = "a" * 5000, "a" * 4999 + "b"
+    strings = "".join(_metric(f"s{i:03d}", "v" * 50, "string") for i in range(500))
+    xml = _grid(_cluster("c" * 5000, _host("h" * 5000, metrics=_metric(long_a, 1)
+                                            + _metric(long_b, 2) + strings)))
+    lines, stats = parse_dump(xml, now=0)
+    got = [decode(x) for x in lines]
+    assert len({g.path for g in got}) == 3
+    assert all(len(g.series) < 4096 for g in got)
+    assert stats["tags_dropped"] > 400
