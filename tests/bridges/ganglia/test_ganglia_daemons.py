@@ -239,7 +239,8 @@ def test_listen_to_gmond_core_metrics_equal_its_xml(gmond, relay, subscribe):
         # constants (slope zero) must equal what the same gmond's XML shows
         root = ET.fromstring(g.xml())
         xml = {m.get("NAME"): m.get("VAL") for m in root.iter("METRIC")}
-        for name in ("cpu_num", "cpu_speed", "mem_total", "boottime"):
+        # (not cpu_speed: on a VM the reported MHz can move between two sends)
+        for name in ("cpu_num", "mem_total", "boottime"):
             assert got[name].value == float(xml[name]), name
         tags = got["heartbeat"].tags
         for name in ("os_name", "machine_type", "os_release"):
