@@ -239,3 +239,35 @@ def test_pcap_reader_rejects_garbage():
         list(read_udp(b"\x0a\x0d\x0d\x0a" + b"\0" * 40))   # pcapng
     with pytest.raises(PcapError):
         list(read_udp(PCAP.read_bytes()[:-10]))              # cut inside the last record
+
+
+_TYPES = ["string", "int8", "uint8", "int16", "uint16", "int32", "uint32", "float", "double",
+          "timestamp", "weird"]
+_msg = st.one_of(
+    st.builds(lambda h, n, t, u, sl, sp: xdr.encode_metadata(h, n, t, u, sl, 60, 0, spoof=sp),
+              st.sampled_from(["web01", "10.0.0.1:db02", ":", "a:"]),
+              st.sampled_from(["m", "heartbeat", "x y", ""]), st.sampled_from(_TYPES),
+              st.text(max_size=5), st.integers(0, 5), st.booleans()),
+    st.builds(lambda h, n, v, sp: xdr.encode_value(h, n, xdr.STRING, v, spoof=sp),
+              st.sampled_from(["web01", "10.0.0.1:db02", ":", "a:"]),
+              st.sampled_from(["m", "heartbeat", "x y", ""]),
+              st.one_of(st.text(max_size=12), st.floats().map(repr)), st.booleans()),
+    st.builds(lambda k, v: xdr.encode_value("web01", "m", k, v),
+              st.sampled_from([xdr.UINT, xdr.INT]), st.integers(0, 2**31 - 1)),
+    st.builds(lambda v: xdr.encode_value("web01", "m", xdr.DOUBLE, v), st.floats()),
+    st.builds(lambda: xdr.encode_request("web01", "m")))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_msg, max_size=12), st.integers(0, 200))
+def test_fuzz_listener_message_sequences(msgs, gap):
+    """Any order of metadata, values (NaN, text, every type) and requests: valid lines only,
+    and every value is either published, waiting or counted as bad."""
+    lst = GmondListener("c", host_tmax=1)
+    t = 1000.0
+    for m in msgs:
+        lines, _ = lst.feed(m, t)
+        lines += lst.expire(t + gap)
+        for line in lines:
+            decode(line)
+        t += gap
