@@ -53,7 +53,7 @@ class GmondListener:
         self.max_hosts = max_hosts
         self.pending_ttl = pending_ttl
         self.request_interval = request_interval
-        self.meta: dict[tuple, tuple] = {}      # (host, metric) -> (type, slope, units, tmax, spoof)
+        self.meta: dict[tuple, tuple] = {}      # (host, metric) -> (type, slope, units, tmax)
         self.pending: dict[tuple, tuple] = {}   # (host, metric) -> (Value, received at)
         self.requested: dict[tuple, float] = {}  # (host, metric) -> last request time
         self.hosts: dict[str, _Host] = {}
