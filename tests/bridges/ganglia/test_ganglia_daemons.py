@@ -321,3 +321,33 @@ def test_emit_send_lines_appear_in_gmond_xml(gmond, relay, subscribe, monbus):
         assert got["too_long"] == 0
     finally:
         _stop(proc)
+
+
+def test_emit_reaches_gmetad_and_its_rrds(gmond, gmetad, relay, monbus, gtools, tmp_path):
+    """Through gmond to gmetad: the emitted host and metric are in gmetad's grid XML, and
+    gmetad writes the metric's RRD file, as it does for any gmond metric."""
+    g = gmond(modules=False)
+    xml_port, _ = gmetad(g)
+    proc = subprocess.Popen(monbus_cmd() + [
+        "ganglia", "emit", "app.**", "--connect", relay.output,
+        "--gmond", f"127.0.0.1:{g.recv_port}", "--count", "1", "--relay", relay.input],
+        stderr=subprocess.PIPE, text=True)
+    try:
+        assert "monbus ganglia emit" in proc.stderr.readline()
+        wait_for(lambda: any(p.startswith(b"app") for p in relay.relay._subs),
+                 what="emit's subscription at the relay")
+        r = monbus("send", "--relay", relay.input, f"app.web07.temp 21.5 {int(time.time())}")
+        assert r.returncode == 0, r.stderr
+
+        def in_gmetad():
+            root = ET.fromstring(gtools.read_xml(xml_port))
+            for h in root.iter("HOST"):
+                if h.get("NAME") == "web07":
+                    return {m.get("NAME"): m.get("VAL") for m in h.iter("METRIC")}
+        got = wait_for(in_gmetad, timeout=30, what="web07 in gmetad's XML")
+        assert got == {"app.temp": "21.5"}
+        rrd = wait_for(lambda: list((tmp_path / "gmetad0" / "rrds").rglob("app.temp.rrd")),
+                       timeout=30, what="gmetad's RRD for app.temp")[0]
+        assert rrd.parent.name == "web07" and rrd.parent.parent.name == "monbus-test"
+    finally:
+        _stop(proc)
