@@ -68,7 +68,7 @@ class GmetricEmitter:
             if len(md) > self.max_packet:
                 self.stats["too_long"] += 1
                 if len(self.errors) < 20:
-                    self.errors.append(f"metadata for {series_short(line)} is {len(md)} bytes, "
+                    self.errors.append(f"metadata for {_series_short(line)} is {len(md)} bytes, "
                                        f"more than gmond's {self.max_packet}")
                 return []
             if len(self._sent) >= self.max_metrics and key not in self._sent:
@@ -82,6 +82,6 @@ class GmetricEmitter:
         return out
 
 
-def series_short(line: Line) -> str:
+def _series_short(line: Line) -> str:
     s = line.series
     return repr(s if len(s) <= 80 else s[:77] + "...")
