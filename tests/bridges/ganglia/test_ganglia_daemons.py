@@ -6,13 +6,10 @@ import subprocess
 import time
 import xml.etree.ElementTree as ET
 
-import pytest
-
 from helpers import collect, free_port, monbus_cmd, wait_for
-from monbus.core.line import decode
 
 
-def expected_from_xml(xml: bytes, grid: str | None = None) -> dict:
+def expected_from_xml(xml: bytes) -> dict:
     """Independent decode (ElementTree) of a dump: {series path: (value, timestamp)} for the
     numeric metrics monbus must publish, and the heartbeat lines' string tags."""
     out = {}
