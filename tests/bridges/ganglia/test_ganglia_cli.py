@@ -139,3 +139,12 @@ def test_parse_source_rejects(text):
     from monbus.bridges.ganglia.poller import parse_source
     with pytest.raises(ValueError):
         parse_source(text)
+
+
+def test_listen_refuses_a_port_a_gmond_already_uses(gmond, monbus):
+    """Unicast: no SO_REUSEADDR, so the listener cannot silently share gmond's port."""
+    g = gmond(modules=False)
+    r = monbus("ganglia", "listen", "--listen", f"127.0.0.1:{g.recv_port}", timeout=30)
+    assert r.returncode == 1
+    assert "cannot listen on" in r.stderr and "pick another port" in r.stderr
+    assert "Traceback" not in r.stderr
