@@ -23,10 +23,10 @@ def _size(ctx, param, value):
 
 
 @click.command()
-@click.option("--input", "inputs", multiple=True, envvar="MONBUS_RELAY_INPUT", callback=_comma_list,
+@click.option("--input", "input", multiple=True, envvar="MONBUS_RELAY_INPUT", callback=_comma_list,
               help="Endpoint senders connect to; repeatable [default: tcp://127.0.0.1:7701; "
                    "env MONBUS_RELAY_INPUT].")
-@click.option("--output", "outputs", multiple=True, envvar="MONBUS_RELAY_OUTPUT",
+@click.option("--output", "output", multiple=True, envvar="MONBUS_RELAY_OUTPUT",
               callback=_comma_list,
               help="Endpoint subscribers connect to; repeatable [default: tcp://127.0.0.1:7702; "
                    "env MONBUS_RELAY_OUTPUT].  Use tcp://0.0.0.0:7702 with CURVE across hosts.")
@@ -47,7 +47,7 @@ def _size(ctx, param, value):
                    "gets nothing [env MONBUS_RELAY_CURVE_CLIENTS].")
 @click.option("--selfmetrics-interval", default=10.0, show_default=True, type=float,
               help="Seconds between self-metric publications (monbus.<host>.relay.*).")
-def relay(inputs, outputs, spool, spool_max, hold, curve_secret, curve_clients,
+def relay(input, output, spool, spool_max, hold, curve_secret, curve_clients,  # noqa: A002
           selfmetrics_interval):
     """Forward lines from this host's bridges to any number of subscribers.
 
@@ -58,7 +58,7 @@ def relay(inputs, outputs, spool, spool_max, hold, curve_secret, curve_clients,
     from .relay import DEFAULT_INPUT, DEFAULT_OUTPUT, Relay
     from .spool import SpoolError
     try:
-        r = Relay(inputs or [DEFAULT_INPUT], outputs or [DEFAULT_OUTPUT], spool,
+        r = Relay(input or [DEFAULT_INPUT], output or [DEFAULT_OUTPUT], spool,
                   spool_max_bytes=spool_max, hold=hold, curve_secret=curve_secret,
                   curve_clients=curve_clients, selfmetrics_interval=selfmetrics_interval)
     except (BusError, SpoolError) as e:

@@ -87,7 +87,7 @@ _PATH_RE = re.compile(rf"[^{_WS_CTRL}.;]+(?:\.[^{_WS_CTRL}.;]+)*\Z")
 _TAG_KEY_RE = re.compile(rf"[^{_WS_CTRL};!^=]+\Z")
 _TAG_VALUE_RE = re.compile(rf"[^{_WS_CTRL};~][^{_WS_CTRL};]*\Z")
 _ANN_KEY_RE = re.compile(r"[a-z][a-z0-9_]*\Z")
-_NUMBER_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\Z")
+_NUMBER_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
 # Annotation values: everything outside this set is percent-encoded (UTF-8).
 _ANN_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
                       b"-_.~:/@+,;!*()[]{}<>|^$#'?&\"\\`")
@@ -352,6 +352,7 @@ def _decode_batch(text: str, errors: list | None, grouped: dict | None) -> list[
     clean = text.isascii() and not any(c in text for c in _CTRL_WS)
     underscores = "_" in text
     tsc: dict[str, float] = {}
+    lists: dict[str, list] = {}  # series -> its topic's list in `grouped`
     for raw in text.split("\n"):
         fields = raw.split(" ")
         nf = len(fields)
@@ -372,12 +373,10 @@ def _decode_batch(text: str, errors: list | None, grouped: dict | None) -> list[
                 if ts is not None and -_BIG <= value <= _BIG:
                     if grouped is not None:
                         if nf == 3 or _annotations(fields, raw) is not None:
-                            topic = valid[series]
-                            g = grouped.get(topic)
+                            g = lists.get(series)
                             if g is None:
-                                grouped[topic] = [raw]
-                            else:
-                                g.append(raw)
+                                g = lists[series] = grouped.setdefault(valid[series], [])
+                            g.append(raw)
                             continue
                     elif nf == 3:
                         append(_tnew(Line, (series, value, ts, None)))
