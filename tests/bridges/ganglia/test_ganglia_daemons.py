@@ -225,15 +225,16 @@ def test_listen_to_gmond_core_metrics_equal_its_xml(gmond, relay, subscribe):
     sub = subscribe("ganglia.**")
     proc, port = _start_listener(relay)
     try:
-        # Debian's groups, but resent every 2 s (not 20) so the heartbeat that carries the
-        # string metrics as tags comes soon after them
+        # collected every second and metadata resent every 2 s (gmond 3.7 was seen to resend
+        # its values with its metadata), so the heartbeat that carries the string metrics as
+        # tags comes soon after them rather than 16 s later
         names = ["cpu_num", "cpu_speed", "mem_total", "boottime", "os_name", "machine_type",
                  "os_release"]
-        groups = ('collection_group {\n  collect_once = yes\n  time_threshold = 2\n'
+        groups = ('collection_group {\n  collect_every = 1\n  time_threshold = 2\n'
                   '  metric {\n    name = "heartbeat"\n  }\n}\n'
-                  'collection_group {\n  collect_once = yes\n  time_threshold = 2\n'
+                  'collection_group {\n  collect_every = 1\n  time_threshold = 2\n'
                   + "".join(f'  metric {{\n    name = "{n}"\n  }}\n' for n in names) + "}\n")
-        g = gmond(send_ports=[port], groups=groups)
+        g = gmond(send_ports=[port], groups=groups, metadata_interval=2)
         want_paths = {"cpu_num", "cpu_speed", "mem_total", "boottime", "heartbeat"}
         got = {}
         deadline = time.monotonic() + 40
