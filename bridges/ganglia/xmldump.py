@@ -104,6 +104,7 @@ class XmlDumpParser:
         # which nothing here reads, and a hostile ATTLIST default (a megabyte copied into
         # every element) would otherwise be an amplification
         p.specified_attributes = True
+        p.ordered_attributes = True
 
     # -- hardening handlers -----------------------------------------------------------------
     def _doctype(self, name, system_id, public_id, has_internal_subset):
@@ -130,15 +131,23 @@ class XmlDumpParser:
                 if h is not None:
                     self.stats["down_host_metrics"] += 1
                 return
-            try:
-                name = a["NAME"]
-                val = a["VAL"]
-                vtype = a["TYPE"]
-            except KeyError as e:
-                raise XmlDumpError(f"METRIC without {e.args[0]} at line "
-                                   f"{self._p.CurrentLineNumber}") from None
-            tmax = a.get("TMAX", "0")
-            tn = a.get("TN", "0")
+            # attributes come as [name, value, ...] (ordered_attributes: no dict per element);
+            # gmond and gmetad always write them in this order, anything else takes a dict
+            if len(a) >= 16 and a[0] == "NAME" and a[2] == "VAL" and a[4] == "TYPE" and \
+                    a[6] == "UNITS" and a[8] == "TN" and a[10] == "TMAX" and a[14] == "SLOPE":
+                name, val, vtype, units, tn, tmax, slope = (a[1], a[3], a[5], a[7], a[9],
+                                                            a[11], a[15])
+            else:
+                d = dict(zip(a[::2], a[1::2]))
+                try:
+                    name = d["NAME"]
+                    val = d["VAL"]
+                    vtype = d["TYPE"]
+                except KeyError as e:
+                    raise XmlDumpError(f"METRIC without {e.args[0]} at line "
+                                       f"{self._p.CurrentLineNumber}") from None
+                units, tn, tmax = d.get("UNITS", ""), d.get("TN", "0"), d.get("TMAX", "0")
+                slope = d.get("SLOPE", "")
             # TN > TMAX, without int() in the usual case: gmond prints both as %u, and a
             # shorter (or equal-length, smaller) digit string is the smaller number
             if len(tn) > len(tmax) or (len(tn) == len(tmax) and tn > tmax):
@@ -167,7 +176,7 @@ class XmlDumpParser:
                     self.errors.append(f"{h[0]}{name}: {vtype} VAL is not a finite number: "
                                        f"{val[:60]!r}")
                 return
-            key = (name, a.get("UNITS", ""), vtype, a.get("SLOPE", ""), tmax)
+            key = (name, units, vtype, slope, tmax)
             got = self._mcache.get(key)
             if got is None:
                 got = self.namer.metric(*key)
@@ -178,6 +187,7 @@ class XmlDumpParser:
         # any other element: first catch up with the ends seen since the last one
         if self._ends:
             self._catch_up()
+        a = dict(zip(a[::2], a[1::2]))
         if tag in _STRUCTURAL:
             self._starts += 1
             if self._starts - self._ended > _MAX_DEPTH:
