@@ -269,6 +269,7 @@ def listen(listen, relay, spool, timeout, curve_server_key, curve_secret, multic
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as e:
+                counters.inc("recv_errors")
                 report("recv_errors", f"listen: recv: {e}")
                 break
             lines, requests = state.feed(data, now)
@@ -279,6 +280,7 @@ def listen(listen, relay, spool, timeout, curve_server_key, curve_secret, multic
                         try:
                             out.sendto(req, t)
                         except OSError as e:
+                            counters.inc("request_errors")
                             report("request_errors", f"listen: metadata request to {t}: {e}")
         sync_counters()
 
