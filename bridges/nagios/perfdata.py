@@ -48,8 +48,8 @@ _VALUE_RE = re.compile(rf"({_NUM}|U)((?:[^\W\d_]|[%/°])*)\Z")
 # one item: a quoted label (quotes doubled inside) or an unquoted one up to the first '='
 # (lenient: spaces allowed, as Nagflux and PNP4Nagios read `a used=4`), then the data up to the
 # next whitespace.
-_ITEM_RE = re.compile(r"[ \t\r\n]*(?:'((?:[^']|'')*)'|([^'=\s][^=]*?))=(\S*)")
-_WS_RE = re.compile(r"[ \t\r\n]*")
+_ITEM_RE = re.compile(r"\s*(?:'((?:[^']|'')*)'|([^'=\s][^=]*?))=(\S*)")
+_WS_RE = re.compile(r"\s*")
 _TOKEN_RE = re.compile(r"\S+")
 
 
