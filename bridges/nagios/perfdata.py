@@ -93,6 +93,12 @@ def _convert(text: str, uom: str) -> float:
     return v * factor if factor != 1.0 else v
 
 
+_END = frozenset("0123456789.")
+# what rstrip takes off a value to find its UOM (ASCII letters and %; anything else, e.g. µs,
+# goes through the full parser)
+_UOM_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ%/"
+
+
 def format_number(v: float) -> str:
     """Shortest text float() reads back as exactly `v` (the core's rule, integers without .0)."""
     if v.is_integer() and -1e16 < v < 1e16:
@@ -383,13 +389,15 @@ class Namer:
 # the core decodes exactly what is written here); everything else is %XX of its UTF-8.
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
                   b"-_.~:/@+,;!*()[]{}<>|^$#'?&\"\\`")
-_ASCII_SAFE = re.compile(r"[A-Za-z0-9\-_.~:/@+,;!*()\[\]{}<>|^$#'?&\"\\`]*\Z")
+
+
+_ASCII_QUOTE = {c: f"%{c:02X}" for c in range(128) if c not in _SAFE}
 
 
 def quote(value: str) -> str:
     """Percent-encode an annotation value as the line syntax wants it."""
-    if _ASCII_SAFE.match(value):
-        return value
+    if value.isascii():
+        return value.translate(_ASCII_QUOTE)  # one C pass for the common case
     return "".join(chr(b) if b in _SAFE else f"%{b:02X}"
                    for b in value.encode("utf-8", "surrogatepass"))
 
@@ -419,14 +427,16 @@ class LineMaker:
     """Turns check results into monbus lines, remembering names and annotation suffixes
     across calls (a perfdata file repeats the same few thousand items)."""
 
-    def __init__(self, source: str = "nagios"):
+    def __init__(self, source: str = "nagios", fast: bool = True):
         self.source = sanitize(source)
         self.hosts = Namer()
         self._services: dict[str, Namer] = {}      # host -> service namer ("host" reserved)
         self._labels: dict[tuple, Namer] = {}       # (host, service) -> label namer
         self._prefix: dict[tuple, tuple] = {}       # (host, service, tags) -> (prefix, topic)
         self._suffix: dict[tuple, str] = {}         # item annotations -> text
+        self._spec: dict[tuple, tuple] = {}         # (uom, thresholds text) -> see _make_spec
         self.unknown_values = 0
+        self.fast = fast
 
     def prefix(self, host: str, service: str | None, tags: str = "") -> tuple[str, str, Namer]:
         """('nagios.<host>.<service>.', topic, label namer) for a check."""
@@ -469,25 +479,87 @@ class LineMaker:
             self._suffix[key] = got
         return got
 
+    def _exact_lines(self, perf, prefix, tags, ts, labels, errors, out) -> None:
+        """Lines of a perfdata string through the full parser."""
+        items, errs = parse_perfdata(perf)
+        if errs:
+            errors.extend(errs)
+        for it in items:
+            if it.value is None:
+                self.unknown_values += 1
+                continue
+            name = labels(it.label)
+            if it.group is not None:
+                name = f"{labels(it.group)}.{sanitize(it.label)}"
+            out.append(f"{prefix}{name}{tags} {format_number(it.value)} {ts}"
+                       f"{self._item_suffix(it)}")
+
+    def _fast_lines(self, perf, prefix, tags, ts, labels, errors, out) -> bool:
+        """The common case (no quotes, no check_multi, every token `label=number...`) without
+        the general parser: the thresholds part of an item (`;5;10;0;`) repeats from check to
+        check, so its annotations are computed once and remembered.  Returns False, having
+        added nothing, when the string needs the full parser; the result is always the same
+        (tests/bridges/nagios compare the two on random input)."""
+        if "'" in perf or "::" in perf:
+            return False
+        items = []
+        spec_get = self._spec.get
+        for tok in perf.split():
+            label, eq, data = tok.partition("=")
+            if not label:
+                return False
+            valpart, _, tail = data.partition(";")
+            num = valpart.rstrip(_UOM_CHARS)
+            if not num or num[-1] not in _END or "_" in num or not num.isascii():
+                return False
+            try:
+                value = float(num)
+            except ValueError:
+                return False
+            uom = valpart[len(num):]
+            spec = spec_get((uom, tail))
+            if spec is None:
+                spec = self._make_spec(uom, tail)
+                if spec is None:
+                    return False
+            if spec[1]:
+                value = _convert(num, uom)
+            if value - value != 0.0:
+                return False
+            items.append((label, value, spec, tok))
+        fwd = labels._forward
+        for label, value, (suffix, scaled, problems), tok in items:
+            name = fwd.get(label) or labels(label)
+            v = str(int(value)) if value.is_integer() and -1e16 < value < 1e16 else repr(value)
+            out.append(f"{prefix}{name}{tags} {v} {ts}{suffix}")
+            if problems:
+                errors.extend(ItemError(tok, p) for p in problems)
+        return True
+
+    def _make_spec(self, uom: str, tail: str):
+        """(annotation suffix, needs scaling, problems) for an item's unit and thresholds."""
+        if len(tail) > 200:
+            return None
+        errs: list = []
+        item = _parse_data("x", f"0{uom};{tail}" if tail else f"0{uom}", errs, "")
+        if item is None or len(self._spec) > 100_000:
+            return None
+        base = _UNITS.get(uom)
+        spec = (self._item_suffix(item), base is not None and base[1:] != (0, 1.0),
+                tuple(e.problem for e in errs))
+        self._spec[(uom, tail)] = spec
+        return spec
+
     def lines(self, r: CheckResult, errors: list) -> tuple[str, list[str]]:
         """(topic, lines) for one check result; perfdata problems are appended to `errors`."""
         tags = r.tags or ""
         prefix, topic, labels = self.prefix(r.host, r.service, tags)
         ts = format_number(float(r.timestamp))
-        out = []
-        if r.perfdata:
-            items, errs = parse_perfdata(r.perfdata)
-            if errs:
-                errors.extend(errs)
-            for it in items:
-                if it.value is None:
-                    self.unknown_values += 1
-                    continue
-                name = labels(it.label)
-                if it.group is not None:
-                    name = f"{labels(it.group)}.{sanitize(it.label)}"
-                out.append(f"{prefix}{name}{tags} {format_number(it.value)} {ts}"
-                           f"{self._item_suffix(it)}")
+        out: list[str] = []
+        perf = r.perfdata
+        if perf and not (self.fast and self._fast_lines(perf, prefix, tags, ts, labels, errors,
+                                                        out)):
+            self._exact_lines(perf, prefix, tags, ts, labels, errors, out)
         if r.state is not None:
             s = f"{prefix}state{tags} {r.state} {ts} mtype=state"
             if r.state_type:
@@ -512,7 +584,7 @@ def parse_record(text: str) -> dict[str, str]:
     for field in text.split("\t"):
         key, sep, value = field.partition("::")
         if sep:
-            out[key.strip()] = value
+            out[key.strip() if key[-1:].isspace() or key[:1].isspace() else key] = value
     return out
 
 

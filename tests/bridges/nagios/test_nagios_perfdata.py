@@ -258,3 +258,29 @@ def test_sanitize_is_the_core_rule(name):
 def test_namer_agrees_with_core_sanitizer(names):
     ours, core = Namer(), Sanitizer()
     assert [ours(n) for n in names] == [core(n) for n in names]
+
+
+_ALPHABET = list("ab =;:@~.,0123456789eE+-U%msBKc\t_/µ") + ["ms", "KB", "1.5", ";;", "'"]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(_ALPHABET), max_size=40).map("".join))
+def test_fast_path_equals_full_parser(perf):
+    """LineMaker's fast path gives exactly what the full parser gives, or defers to it."""
+    results = []
+    for fast in (True, False):
+        maker, errors = LineMaker(fast=fast), []
+        for _ in range(2):  # the second time from the caches
+            _, lines = maker.lines(CheckResult("h", "s", None, perfdata=perf), errors)
+        results.append((lines, [str(e) for e in errors]))
+    assert results[0] == results[1]
+
+
+def test_fast_path_on_the_corpus():
+    for s in SAMPLES:
+        got = []
+        for fast in (True, False):
+            errors = []
+            _, lines = LineMaker(fast=fast).lines(sample_result(s), errors)
+            got.append((lines, [str(e) for e in errors]))
+        assert got[0] == got[1], s["id"]
