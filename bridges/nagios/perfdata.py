@@ -394,10 +394,16 @@ _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234567
 _ASCII_QUOTE = {c: f"%{c:02X}" for c in range(128) if c not in _SAFE}
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def quote(value: str) -> str:
     """Percent-encode an annotation value as the line syntax wants it."""
     if value.isascii():
-        return value.translate(_ASCII_QUOTE)  # one C pass for the common case
+        # the only printable ASCII characters to escape are space, % and =
+        if _CONTROL.search(value) is None:
+            return value.replace("%", "%25").replace(" ", "%20").replace("=", "%3D")
+        return value.translate(_ASCII_QUOTE)
     return "".join(chr(b) if b in _SAFE else f"%{b:02X}"
                    for b in value.encode("utf-8", "surrogatepass"))
 
@@ -502,39 +508,41 @@ class LineMaker:
         (tests/bridges/nagios compare the two on random input)."""
         if "'" in perf or "::" in perf:
             return False
-        items = []
+        n_out, n_err = len(out), len(errors)
         spec_get = self._spec.get
+        fwd = labels._forward
         for tok in perf.split():
             label, eq, data = tok.partition("=")
-            if not label:
-                return False
             valpart, _, tail = data.partition(";")
             num = valpart.rstrip(_UOM_CHARS)
-            if not num or num[-1] not in _END or "_" in num or not num.isascii():
-                return False
+            if not label or not num or num[-1] not in _END or "_" in num or not num.isascii():
+                break
             try:
                 value = float(num)
             except ValueError:
-                return False
+                break
             uom = valpart[len(num):]
             spec = spec_get((uom, tail))
             if spec is None:
                 spec = self._make_spec(uom, tail)
                 if spec is None:
-                    return False
+                    break
             if spec[1]:
                 value = _convert(num, uom)
             if value - value != 0.0:
-                return False
-            items.append((label, value, spec, tok))
-        fwd = labels._forward
-        for label, value, (suffix, scaled, problems), tok in items:
+                break
+            # (a token accepted here is an item the full parser reads the same way, so names
+            # handed out before a `break` are the ones it hands out too)
             name = fwd.get(label) or labels(label)
             v = str(int(value)) if value.is_integer() and -1e16 < value < 1e16 else repr(value)
-            out.append(f"{prefix}{name}{tags} {v} {ts}{suffix}")
-            if problems:
-                errors.extend(ItemError(tok, p) for p in problems)
-        return True
+            out.append(f"{prefix}{name}{tags} {v} {ts}{spec[0]}")
+            if spec[2]:
+                errors.extend(ItemError(tok, p) for p in spec[2])
+        else:
+            return True
+        del out[n_out:]
+        del errors[n_err:]
+        return False
 
     def _make_spec(self, uom: str, tail: str):
         """(annotation suffix, needs scaling, problems) for an item's unit and thresholds."""
@@ -584,7 +592,7 @@ def parse_record(text: str) -> dict[str, str]:
     for field in text.split("\t"):
         key, sep, value = field.partition("::")
         if sep:
-            out[key.strip() if key[-1:].isspace() or key[:1].isspace() else key] = value
+            out[key] = value
     return out
 
 
