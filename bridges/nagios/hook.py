@@ -131,15 +131,22 @@ def result_from(opts: dict, environ, now: float) -> tuple[CheckResult, dict]:
     return r, v
 
 
-def deliver(topic_lines: dict, v: dict) -> int:
-    """Hand {topic: [lines]} to the relay (spool file or ZeroMQ).  Returns lines not delivered."""
+def _via(v: dict) -> str:
+    """'spool' or 'relay': how this invocation delivers.  Raises UsageError."""
     via = (v.get("via") or "auto").lower()
     if via not in ("auto", "spool", "relay"):
         raise UsageError(f"--via must be auto, spool or relay, not {via[:20]!r}")
-    spool = v.get("spool")
-    if via == "spool" and not spool:
+    if via == "spool" and not v.get("spool"):
         raise UsageError("--via spool needs --spool DIR (the relay's spool directory)")
-    if via == "spool" or (via == "auto" and spool):
+    if via == "auto":
+        via = "spool" if v.get("spool") else "relay"
+    return via
+
+
+def deliver(topic_lines: dict, v: dict) -> int:
+    """Hand {topic: [lines]} to the relay (spool file or ZeroMQ).  Returns lines not delivered."""
+    spool = v.get("spool")
+    if _via(v) == "spool":
         from monbus.core.spool import Spool, SpoolError
         lost = 0
         try:
@@ -179,6 +186,7 @@ def run(opts: dict, environ=None, now: float | None = None) -> int:
     now = time.time() if now is None else now
     try:
         r, v = result_from(opts, environ, now)
+        _via(v)
         maker = LineMaker(opts.get("source") or "nagios")
         errors: list = []
         topic, lines = maker.lines(r, errors)
