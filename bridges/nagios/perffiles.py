@@ -16,7 +16,7 @@ import logging
 import os
 import time
 
-from .perfdata import LineMaker, RecordError, parse_record, record_result
+from .perfdata import LineMaker, RecordError
 
 log = logging.getLogger("monbus.nagios.spool")
 
@@ -69,21 +69,19 @@ class FileProcessor:
             if not raw or raw == "\r":
                 continue
             records += 1
-            fields = parse_record(raw.rstrip("\r"))
+            n_err = len(errors)
             try:
-                r = record_result(fields, now)
+                topic, lines = maker.record(raw.rstrip("\r"), now, errors)
             except RecordError as e:
                 bad += 1
                 self._report(f"{where}: bad record ({e}): {raw[:120]!r}")
                 continue
-            n_err = len(errors)
-            topic, lines = maker.lines(r, errors)
             for line in lines:
                 add(line, topic)
             lines_out += len(lines)
             if len(errors) > n_err:
                 for e in errors[n_err:n_err + 3]:
-                    self._report(f"{where}: {r.host}/{r.service or 'host'}: skipped {e}")
+                    self._report(f"{where}: {topic}: skipped {e}")
         c.inc("records", records)
         c.inc("bad_records", bad)
         c.inc("lines", lines_out)

@@ -284,3 +284,28 @@ def test_fast_path_on_the_corpus():
             _, lines = LineMaker(fast=fast).lines(sample_result(s), errors)
             got.append((lines, [str(e) for e in errors]))
         assert got[0] == got[1], s["id"]
+
+
+_KEYS = ["DATATYPE", "TIMET", "HOSTNAME", "SERVICEDESC", "SERVICEPERFDATA", "SERVICESTATE",
+         "HOSTPERFDATA", "HOSTSTATE", "X"]
+_FIELD_VALUES = st.lists(st.sampled_from(list("ab:=1 ;%\t") + ["::", "SERVICEPERFDATA",
+                                                                "HOSTPERFDATA", "0"]),
+                         max_size=8).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.sampled_from(_KEYS), _FIELD_VALUES), max_size=6)
+                .map(lambda fs: "\t".join(f"{k}::{v}" for k, v in fs)), min_size=1, max_size=6))
+def test_record_shapes_equal_parse_record(raws):
+    """The remembered-shape split of perfdata-file lines gives what parse_record gives."""
+    maker = LineMaker()
+    for raw in raws * 2:
+        try:
+            want = LineMaker().lines(record_result(parse_record(raw), 5), [])
+        except ValueError as e:
+            want = ("error", str(e))
+        try:
+            got = maker.record(raw, 5, [])
+        except ValueError as e:
+            got = ("error", str(e))
+        assert got == want
