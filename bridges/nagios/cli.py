@@ -134,8 +134,12 @@ def spool(directory, relay, spool, timeout, curve_server_key, curve_secret, patt
               help="Nagios service description from the path: {source} {host} {rest}.")
 @click.option("--count", "-n", type=click.IntRange(min=1), default=None,
               help="Stop after submitting this many results.")
+@click.option("--relay", envvar="MONBUS_RELAY", default=None,
+              help="Relay input for this command's self-metrics (monbus.<host>.nagios_passive.*: "
+                   "results, bad_lines, dropped, backlog) every 10 s [env MONBUS_RELAY; "
+                   "default: none].")
 def passive(patterns, connect, curve_server_key, curve_secret, command_file, thresholds,
-            include_nagios, host_format, service_format, count):
+            include_nagios, host_format, service_format, count, relay):
     """Submit bus lines matching PATTERNS (default all) to Nagios as passive check results:
     availability lines (mtype=state), and with --thresholds metrics with warn/crit."""
     from .passive import CommandFile, SkipLine, command_for
@@ -147,11 +151,21 @@ def passive(patterns, connect, curve_server_key, curve_secret, command_file, thr
     sub = make_subscriber(connect, patterns, curve_server_key, curve_secret)
     out = CommandFile(command_file)
     counters = Counters("nagios_passive")
+    metrics = make_sender(relay, None, 2.0) if relay else None
+    next_metrics = time.monotonic() + 10.0
     stopper = Stopper()
     submitted = 0
     last_error = None
     try:
         while not stopper.stop:
+            if metrics is not None:
+                if time.monotonic() >= next_metrics:
+                    next_metrics = time.monotonic() + 10.0
+                    counters.set("backlog", len(out.backlog))
+                    counters.set("dropped", out.dropped)
+                    for line in counters.lines(time.time()):
+                        metrics.add(line)
+                metrics.tick()
             got = sub.recv_lines(0.2)
             cmds = []
             for line in got or ():
@@ -174,6 +188,8 @@ def passive(patterns, connect, curve_server_key, curve_secret, command_file, thr
                 break
     finally:
         sub.close()
+        if metrics is not None:
+            metrics.close()
     if out.backlog or out.dropped:
         click.echo(f"monbus nagios passive: {len(out.backlog)} results not written, "
                    f"{out.dropped} dropped", err=True)
