@@ -10,11 +10,13 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import threading
 import time
 
 from pathlib import Path
 
 from helpers import monbus_cmd, wait_for
+from monbus.core.line import decode
 
 HOOK = f"{sys.executable} -m monbus.bridges.nagios.hook"
 CONTRIB = Path(__file__).resolve().parents[3] / "contrib" / "nagios"
@@ -106,19 +108,27 @@ def nagios_values(perfdata: str) -> dict:
 
 
 class Collected:
-    def __init__(self, sub):
-        self.sub = sub
+    """What `monbus tail` prints, grouped by check."""
+
+    def __init__(self, proc):
+        self.proc = proc
+        self.raw: list[str] = []
         self.checks: dict = {}  # (source, host, service) -> {ts: {name: Line}}
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        self._done = 0
+
+    def _read(self):
+        for text in self.proc.stdout:
+            self.raw.append(text.rstrip("\n"))
 
     def pump(self):
-        while True:
-            got = self.sub.recv_lines(0.05)
-            if got is None:
-                return
-            for line in got:
-                src, host, svc, name = line.path.split(".", 3)
-                self.checks.setdefault((src, host, svc), {}).setdefault(
-                    line.timestamp, {})[name] = line
+        new, self._done = self.raw[self._done:], len(self.raw)
+        for text in new:
+            line = decode(text)
+            src, host, svc, name = line.path.split(".", 3)
+            self.checks.setdefault((src, host, svc), {}).setdefault(
+                line.timestamp, {})[name] = line
 
     def check_near(self, source, host, svc, t: float, need=("state",)):
         """The lines of the check reported at about time t (TIMET is taken just after it)."""
@@ -135,10 +145,13 @@ def _spool_daemon(relay, directory):
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def test_real_nagios_hook_and_perfdata_files(relay, subscribe, nagios, tmp_path):
+def test_real_nagios_hook_and_perfdata_files(relay, nagios, tmp_path):
     root = tmp_path / "nagios"
-    sub = subscribe("nagios.monbus-test", "nagiosfile.monbus-test", "nagiosenv.monbus-test")
-    col = Collected(sub)
+    tail = subprocess.Popen(monbus_cmd() + ["tail", "--connect", relay.output, "nagios.monbus-test",
+                                            "nagiosfile.monbus-test", "nagiosenv.monbus-test"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: len(relay.relay._subs) >= 3, 20, what="monbus tail subscribed")
+    col = Collected(tail)
     spool_proc = _spool_daemon(relay, root / "perfspool")
     try:
         (root / "perfspool").mkdir(parents=True)
@@ -202,6 +215,8 @@ def test_real_nagios_hook_and_perfdata_files(relay, subscribe, nagios, tmp_path)
     finally:
         spool_proc.terminate()
         err = spool_proc.communicate(timeout=15)[1]
+        tail.terminate()
+        tail.wait(15)
     assert spool_proc.returncode == 0, err
 
     for source in ("nagios", "nagiosfile"):
