@@ -39,6 +39,10 @@ def cli():
               help="The relay's spool directory [env MONBUS_SPOOL].")
 @click.option("--timeout", envvar="MONBUS_TIMEOUT", default=None,
               help="Seconds to wait for the relay with --via relay [default: 2].")
+@click.option("--curve-server-key", envvar="MONBUS_CURVE_SERVER_KEY", default=None,
+              help="With --via relay: the relay's public CURVE certificate.")
+@click.option("--curve-secret", envvar="MONBUS_CURVE_SECRET", default=None,
+              help="With --via relay: this client's secret CURVE certificate.")
 @click.option("--via", type=click.Choice(["auto", "spool", "relay"]), default="auto",
               show_default=True,
               help="spool: write the lines into --spool for the relay to drain (fastest); "
@@ -46,7 +50,7 @@ def cli():
 @click.option("--quiet", is_flag=True, help="Do not report skipped perfdata items.")
 @click.option("--no-env", is_flag=True, help="Ignore Nagios' NAGIOS_* environment macros.")
 def hook(host, service, state, state_type, output, long_output, perfdata, time_, source, relay,
-         spool, timeout, via, quiet, no_env):
+         spool, timeout, curve_server_key, curve_secret, via, quiet, no_env):
     """One check result from service_perfdata_command / host_perfdata_command onto the bus.
 
     For the fastest start use `python3 -m monbus.bridges.nagios.hook` with the same options
@@ -58,6 +62,7 @@ def hook(host, service, state, state_type, output, long_output, perfdata, time_,
                                   state_type=state_type, output=output, long_output=long_output,
                                   perfdata=perfdata, time=time_, source=source, relay=relay,
                                   spool=spool, timeout=timeout, via=via, quiet=quiet or None,
+                                  curve_server_key=curve_server_key, curve_secret=curve_secret,
                                   no_env=no_env or None).items() if v is not None}
     sys.exit(hook_mod.run(opts))
 

@@ -44,6 +44,12 @@ OPTIONS = {
     "--spool": ("spool", ("MONBUS_SPOOL",), "The relay's spool directory [env MONBUS_SPOOL]."),
     "--timeout": ("timeout", ("MONBUS_TIMEOUT",), "Seconds to wait for the relay with --via relay "
                                                  "before spooling [default: 2]."),
+    "--curve-server-key": ("curve_server_key", ("MONBUS_CURVE_SERVER_KEY",),
+                           "With --via relay: the relay's public CURVE certificate "
+                           "[env MONBUS_CURVE_SERVER_KEY]."),
+    "--curve-secret": ("curve_secret", ("MONBUS_CURVE_SECRET",),
+                       "With --via relay: this client's secret CURVE certificate "
+                       "[env MONBUS_CURVE_SECRET]."),
     "--via": ("via", (), "spool: write to --spool (fastest); relay: send over ZeroMQ; auto: spool "
                          "if --spool is set, else relay [default: auto]."),
 }
@@ -167,7 +173,9 @@ def deliver(topic_lines: dict, v: dict) -> int:
     except ValueError:
         raise UsageError(f"--timeout {v.get('timeout')!r} is not a number") from None
     try:
-        sender = Sender(v.get("relay") or DEFAULT_RELAY, spool, timeout)
+        sender = Sender(v.get("relay") or DEFAULT_RELAY, spool, timeout,
+                        curve_server_key=v.get("curve_server_key"),
+                        curve_secret=v.get("curve_secret"))
     except (BusError, OSError) as e:
         raise UsageError(str(e)) from None
     for topic, lines in topic_lines.items():
@@ -201,7 +209,7 @@ def run(opts: dict, environ=None, now: float | None = None) -> int:
             out[f"monbus.{me}."] = [f"monbus.{me}.nagios_hook.bad_items {len(errors)} "
                                     f"{int(now)} mtype=absolute"]
         lost = deliver(out, v) if out else 0
-    except UsageError as e:
+    except (UsageError, ValueError) as e:  # ValueError: RecordError, a name too long
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
     if lost:

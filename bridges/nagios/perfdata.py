@@ -410,6 +410,8 @@ def quote(value: str) -> str:
 
 # --- check results -> lines ------------------------------------------------------------------
 MAX_OUTPUT = 1024       # characters of `output` kept (the first line)
+MAX_LABEL = 512         # longer labels are reported, not sent (a series name has 4096 at most)
+MAX_NAME = 1024         # longer host or service names: the check result is refused
 MAX_LONG_OUTPUT = 4096  # characters of `long_output` kept
 
 
@@ -450,6 +452,9 @@ class LineMaker:
         key = (host, service, tags)
         got = self._prefix.get(key)
         if got is None:
+            if len(host) > MAX_NAME or len(service or "") > MAX_NAME:
+                raise RecordError(f"host or service name longer than {MAX_NAME} characters: "
+                                  f"{(host + '/' + (service or ''))[:60]!r}...")
             h = self.hosts(host)
             sn = self._services.get(h)
             if sn is None:
@@ -495,6 +500,10 @@ class LineMaker:
             if it.value is None:
                 self.unknown_values += 1
                 continue
+            if len(it.label) > MAX_LABEL or len(it.group or "") > MAX_LABEL:
+                errors.append(ItemError(f"{it.label[:60]}...", f"label longer than {MAX_LABEL} "
+                                                               f"characters"))
+                continue
             name = labels(it.label)
             if it.group is not None:
                 name = f"{labels(it.group)}.{sanitize(it.label)}"
@@ -516,7 +525,8 @@ class LineMaker:
             label, eq, data = tok.partition("=")
             valpart, _, tail = data.partition(";")
             num = valpart.rstrip(_UOM_CHARS)
-            if not label or not num or num[-1] not in _END or "_" in num or not num.isascii():
+            if not label or not num or num[-1] not in _END or "_" in num or not num.isascii() \
+                    or len(label) > MAX_LABEL:
                 break
             try:
                 value = float(num)

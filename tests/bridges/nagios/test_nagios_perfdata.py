@@ -309,3 +309,24 @@ def test_record_shapes_equal_parse_record(raws):
         except ValueError as e:
             got = ("error", str(e))
         assert got == want
+
+
+def test_check_multi_children():
+    perf = ("check_multi::check_multi::plugins=2 time=0.02s 'load::check_load::load1'=0.3;5;10 "
+            "load5=0.2 'disk::check_disk::/'=100MB;;;0")
+    _, lines = LineMaker().lines(CheckResult("h", "multi", None, perfdata=perf), [])
+    got = {decode(x).path: decode(x).value for x in lines}
+    assert got == {"nagios.h.multi.check_multi.plugins": 2, "nagios.h.multi.check_multi.time": 0.02,
+                   "nagios.h.multi.load.load1": 0.3, "nagios.h.multi.load.load5": 0.2,
+                   "nagios.h.multi.disk._": 100 * 2 ** 20}
+
+
+def test_overlong_names_are_reported_not_sent():
+    errors = []
+    long_label = "x" * 600
+    _, lines = LineMaker().lines(CheckResult("h", "s", None, perfdata=f"{long_label}=1 ok=2"),
+                                 errors)
+    assert [decode(x).path for x in lines] == ["nagios.h.s.ok"]
+    assert "label longer than 512" in str(errors[0])
+    with pytest.raises(ValueError, match="longer than 1024"):
+        LineMaker().lines(CheckResult("h" * 2000, "s", 0), [])
