@@ -444,6 +444,8 @@ class LineMaker:
         self._suffix: dict[tuple, str] = {}         # item annotations -> text
         self._spec: dict[tuple, tuple] = {}         # (uom, thresholds text) -> see _make_spec
         self._shapes: list = []                     # [(field names, regex match)]
+        self._last_ts: float | None = None
+        self._last_ts_text = ""
         self.unknown_values = 0
         self.fast = fast
 
@@ -592,8 +594,13 @@ class LineMaker:
     def lines(self, r: CheckResult, errors: list) -> tuple[str, list[str]]:
         """(topic, lines) for one check result; perfdata problems are appended to `errors`."""
         tags = r.tags or ""
-        prefix, topic, labels = self.prefix(r.host, r.service, tags)
-        ts = format_number(float(r.timestamp))
+        got = self._prefix.get((r.host, r.service, tags))
+        prefix, topic, labels = got if got is not None else self.prefix(r.host, r.service, tags)
+        if r.timestamp == self._last_ts:
+            ts = self._last_ts_text
+        else:
+            ts = self._last_ts_text = format_number(float(r.timestamp))
+            self._last_ts = r.timestamp
         out: list[str] = []
         perf = r.perfdata
         if perf and not (self.fast and self._fast_lines(perf, prefix, tags, ts, labels, errors,
@@ -601,10 +608,13 @@ class LineMaker:
             self._exact_lines(perf, prefix, tags, ts, labels, errors, out)
         if r.state is not None:
             s = f"{prefix}state{tags} {r.state} {ts} mtype=state"
-            if r.state_type:
-                s += f" state_type={quote(r.state_type.lower())}"
+            st = r.state_type
+            if st:
+                s += (" state_type=hard" if st == "hard" else " state_type=soft" if st == "soft"
+                      else f" state_type={quote(st.lower())}")
             if r.output:
-                s += f" output={quote(_clip(r.output, MAX_OUTPUT))}"
+                o = r.output
+                s += f" output={quote(o if len(o) <= MAX_OUTPUT else _clip(o, MAX_OUTPUT))}"
             if r.long_output:
                 s += f" long_output={quote(_clip(r.long_output, MAX_LONG_OUTPUT))}"
             out.append(s)
@@ -667,18 +677,25 @@ def record_result(fields: dict[str, str], now: float) -> CheckResult:
             raise RecordError(f"TIMET {t[:40]!r} is not a Unix time") from None
     else:
         ts = float(int(now))
-    try:
-        state = parse_state(state_text)
-    except ValueError as e:
-        raise RecordError(str(e)) from None
+    state = _STATE_CODES.get(state_text, -1)
+    if state == -1:
+        try:
+            state = parse_state(state_text)
+        except ValueError as e:
+            raise RecordError(str(e)) from None
     if state_type is not None:
-        state_type = _STATE_TYPES.get(state_type.strip().upper(), None)
-    return CheckResult(host, service, state, output or None,
-                       (long_output or "").replace("\\n", "\n") or None, perf, ts,
-                       state_type, _nagflux_tags(fields.get("NAGFLUX:TAG")))
+        state_type = _STATE_TYPES.get(state_type) or _STATE_TYPES.get(state_type.strip().upper())
+    if long_output:
+        long_output = long_output.replace("\\n", "\n") or None
+    tag = fields.get("NAGFLUX:TAG")
+    return CheckResult(host, service, state, output or None, long_output or None, perf, ts,
+                       state_type, _nagflux_tags(tag) if tag else "")
 
 
 _STATE_TYPES = {"0": "soft", "1": "hard", "SOFT": "soft", "HARD": "hard"}
+# the spellings Nagios and Icinga write, for a lookup before parse_state
+_STATE_CODES = {None: None, "": None, "0": 0, "1": 1, "2": 2, "3": 3, "OK": 0, "WARNING": 1,
+                "CRITICAL": 2, "UNKNOWN": 3, "UP": 0, "DOWN": 1, "UNREACHABLE": 2}
 
 
 def _nagflux_tags(text: str | None) -> str:
