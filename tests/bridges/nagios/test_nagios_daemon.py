@@ -212,6 +212,11 @@ def test_real_nagios_hook_and_perfdata_files(relay, nagios, tmp_path):
             seen = {k: sorted(v) for k, v in col.checks.items()}
             raise AssertionError(f"missing {missing}; on the bus: {seen}; "
                                  f"nagios.log: {n.log()[-2000:]}") from None
+        # the rotated perfdata files are consumed (deleted) once delivered; Nagios goes on
+        # rotating new ones, so wait for the ones there now
+        present = set((root / "perfspool").iterdir())
+        wait_for(lambda: not present & set((root / "perfspool").iterdir()), 20,
+                 what="perfdata files deleted after delivery")
     finally:
         spool_proc.terminate()
         err = spool_proc.communicate(timeout=15)[1]
@@ -252,8 +257,6 @@ def test_real_nagios_hook_and_perfdata_files(relay, nagios, tmp_path):
     host, lines = done["host"]
     assert lines["state"].meta["output"] == "OK: UP ~ 'quoted'" == host["plugin_output"]
     assert lines["rta"].value == 0.0005 and lines["rta"].meta["crit"] == "0.2"
-    # the perfdata files were consumed after delivery
-    wait_for(lambda: not list((root / "perfspool").iterdir()), 10, what="perfdata files deleted")
 
 
 def test_passive_results_recorded_by_nagios(relay, nagios, tmp_path, monbus):
