@@ -37,6 +37,9 @@ def cli():
               help="Relay input endpoint [default: tcp://127.0.0.1:7701; env MONBUS_RELAY].")
 @click.option("--spool", envvar="MONBUS_SPOOL", default=None,
               help="The relay's spool directory [env MONBUS_SPOOL].")
+@click.option("--spool-max", default=None,
+              help="Bound of the spool directory (512M, 2G; 0: leave it to the relay) "
+                   "[default: 256M].")
 @click.option("--timeout", envvar="MONBUS_TIMEOUT", default=None,
               help="Seconds to wait for the relay with --via relay [default: 2].")
 @click.option("--curve-server-key", envvar="MONBUS_CURVE_SERVER_KEY", default=None,
@@ -50,7 +53,7 @@ def cli():
 @click.option("--quiet", is_flag=True, help="Do not report skipped perfdata items.")
 @click.option("--no-env", is_flag=True, help="Ignore Nagios' NAGIOS_* environment macros.")
 def hook(host, service, state, state_type, output, long_output, perfdata, time_, source, relay,
-         spool, timeout, curve_server_key, curve_secret, via, quiet, no_env):
+         spool, spool_max, timeout, curve_server_key, curve_secret, via, quiet, no_env):
     """One check result from service_perfdata_command / host_perfdata_command onto the bus.
 
     For the fastest start use `python3 -m monbus.bridges.nagios.hook` with the same options
@@ -61,7 +64,8 @@ def hook(host, service, state, state_type, output, long_output, perfdata, time_,
     opts = {k: v for k, v in dict(host=host, service=service, state=state,
                                   state_type=state_type, output=output, long_output=long_output,
                                   perfdata=perfdata, time=time_, source=source, relay=relay,
-                                  spool=spool, timeout=timeout, via=via, quiet=quiet or None,
+                                  spool=spool, spool_max=spool_max, timeout=timeout, via=via,
+                                  quiet=quiet or None,
                                   curve_server_key=curve_server_key, curve_secret=curve_secret,
                                   no_env=no_env or None).items() if v is not None}
     sys.exit(hook_mod.run(opts))

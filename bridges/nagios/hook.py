@@ -42,6 +42,9 @@ OPTIONS = {
     "--relay": ("relay", ("MONBUS_RELAY",), "Relay input endpoint [default: tcp://127.0.0.1:7701; "
                                             "env MONBUS_RELAY]."),
     "--spool": ("spool", ("MONBUS_SPOOL",), "The relay's spool directory [env MONBUS_SPOOL]."),
+    "--spool-max": ("spool_max", (), "Bound of the spool directory (512M, 2G; 0: leave it to "
+                                     "the relay) [default: 256M].  Checking it lists the "
+                                     "directory, which costs time when a relay is long down."),
     "--timeout": ("timeout", ("MONBUS_TIMEOUT",), "Seconds to wait for the relay with --via relay "
                                                  "before spooling [default: 2]."),
     "--curve-server-key": ("curve_server_key", ("MONBUS_CURVE_SERVER_KEY",),
@@ -149,6 +152,19 @@ def _via(v: dict) -> str:
     return via
 
 
+def _size(text: str) -> int:
+    """'256M' / '2G' / '1048576' -> bytes.  Raises UsageError."""
+    t = text.strip().upper().removesuffix("B")
+    mult = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4}.get(t[-1:], 1)
+    try:
+        n = int(float(t[:-1] if mult > 1 else t) * mult)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise UsageError(f"--spool-max expects a size like 512M or 2G, not {text[:20]!r}")
+    return n
+
+
 def deliver(topic_lines: dict, v: dict) -> int:
     """Hand {topic: [lines]} to the relay (spool file or ZeroMQ).  Returns lines not delivered."""
     spool = v.get("spool")
@@ -156,7 +172,7 @@ def deliver(topic_lines: dict, v: dict) -> int:
         from monbus.core.spool import Spool, SpoolError
         lost = 0
         try:
-            sp = Spool(spool)
+            sp = Spool(spool, _size(v.get("spool_max") or "256M"))
         except SpoolError as e:
             print(f"{PROG}: {e}", file=sys.stderr)
             return sum(len(x) for x in topic_lines.values())
@@ -194,7 +210,8 @@ def run(opts: dict, environ=None, now: float | None = None) -> int:
     now = time.time() if now is None else now
     try:
         r, v = result_from(opts, environ, now)
-        _via(v)
+        if _via(v) == "spool":
+            _size(v.get("spool_max") or "256M")
         maker = LineMaker(opts.get("source") or "nagios")
         errors: list = []
         topic, lines = maker.lines(r, errors)

@@ -109,6 +109,7 @@ def test_hook_relay_down_spools_or_fails_fast(tmp_path):
     (["--host"], "needs a value"),
     (["--host", "h", "--via", "spool"], "--via spool needs --spool"),
     (["--host", "h", "--via", "carrier-pigeon", "--spool", "/tmp"], "--via must be"),
+    (["--host", "h", "--spool", "/tmp", "--spool-max", "lots"], "--spool-max expects a size"),
 ])
 def test_hook_usage_errors_are_one_line(args, message):
     r = hook(*args)
@@ -120,7 +121,8 @@ def test_hook_help_documents_every_option(monbus):
     r = hook("--help")
     assert r.returncode == 0
     for opt in ("--host", "--service", "--state", "--state-type", "--output", "--long-output",
-                "--perfdata", "--time", "--source", "--relay", "--spool", "--timeout", "--via",
+                "--perfdata", "--time", "--source", "--relay", "--spool", "--spool-max",
+                "--timeout", "--via", "--curve-server-key", "--curve-secret",
                 "--quiet", "--no-env"):
         assert opt in r.stdout
     r = monbus("nagios", "hook", "--help")
