@@ -72,7 +72,7 @@ def hook(host, service, state, state_type, output, long_output, perfdata, time_,
 
 
 @cli.command()
-@click.argument("directory", type=click.Path(file_okay=False))
+@click.argument("directory", type=click.Path(file_okay=False, exists=True))
 @sender_options
 @click.option("--pattern", default="*", show_default=True,
               help="Only files whose name matches this glob (e.g. 'service-perfdata.*').")

@@ -257,3 +257,8 @@ def test_command_file_fifo_without_reader_keeps_results(tmp_path):
     finally:
         os.close(fd)
     assert got == [b"b\nc\nd\n"] and cf.backlog == []
+
+
+def test_spool_missing_directory_is_a_clear_error(monbus, tmp_path):
+    r = monbus("nagios", "spool", tmp_path / "nope", "--once")
+    assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr

@@ -152,9 +152,9 @@ def test_real_nagios_hook_and_perfdata_files(relay, nagios, tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for(lambda: len(relay.relay._subs) >= 3, 20, what="monbus tail subscribed")
     col = Collected(tail)
+    (root / "perfspool").mkdir(parents=True)
     spool_proc = _spool_daemon(relay, root / "perfspool")
     try:
-        (root / "perfspool").mkdir(parents=True)
         n = nagios(objects(root, relay.spool),
                    service_perfdata_command="monbus-service-hook",
                    host_perfdata_command="monbus-host-hook",

@@ -330,3 +330,29 @@ def test_overlong_names_are_reported_not_sent():
     assert "label longer than 512" in str(errors[0])
     with pytest.raises(ValueError, match="longer than 1024"):
         LineMaker().lines(CheckResult("h" * 2000, "s", 0), [])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(
+    st.text(max_size=60),
+    st.lists(st.tuples(st.sampled_from(_KEYS + ["SERVICEOUTPUT", "NAGFLUX:TAG", "TIMET"]),
+                       st.text(max_size=20)), max_size=7)
+    .map(lambda fs: "\t".join(f"{k}::{v}" for k, v in fs))), max_size=8).map("\n".join))
+def test_fuzz_perfdata_file_text(text):
+    """The spool daemon's decoder never raises on a file's text; what it sends is valid."""
+    from monbus.bridges.nagios.perffiles import FileProcessor
+    from monbus.core.selfmetrics import Counters
+
+    class Sink:
+        stats = {"lost_lines": 0}
+        lines = []
+
+        def add(self, line, topic):
+            self.lines.append((line, topic))
+
+    sink, counters = Sink(), Counters("t")
+    FileProcessor(sink, counters).feed_text(text, 1700000000.0)
+    for line, topic in sink.lines:
+        assert encode(decode(line)) == line and decode(line).topic == topic
+    assert counters["records"] == len([x for x in text.split("\n") if x and x != "\r"])
+    assert counters["lines"] == len(sink.lines)
