@@ -128,6 +128,7 @@ class CommandFile:
         return self.flush()
 
     def flush(self) -> int:
+        """Write what is queued, as far as the command file takes it; return how many."""
         if not self.backlog:
             return 0
         try:

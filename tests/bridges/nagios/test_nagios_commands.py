@@ -262,3 +262,17 @@ def test_command_file_fifo_without_reader_keeps_results(tmp_path):
 def test_spool_missing_directory_is_a_clear_error(monbus, tmp_path):
     r = monbus("nagios", "spool", tmp_path / "nope", "--once")
     assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_parse_a_real_plugin(monbus):
+    """`monbus nagios parse` on what the real check_users prints (exit code as the state)."""
+    plugin = subprocess.run(["/usr/lib/nagios/plugins/check_users", "-w", "50", "-c", "100"],
+                            capture_output=True, text=True)
+    r = monbus("nagios", "parse", "--host", "web01", "--service", "users", "--state",
+               plugin.returncode, "--time", "1700000000", input=plugin.stdout)
+    assert r.returncode == 0, r.stderr
+    users = plugin.stdout.split("|")[1].split(";")[0].split("=")[1]
+    assert r.stdout.split("\n") == [
+        f"nagios.web01.users.users {users} 1700000000 mtype=gauge warn=50 crit=100 min=0",
+        f"nagios.web01.users.state {plugin.returncode} 1700000000 mtype=state output="
+        + plugin.stdout.split("|")[0].strip().replace(" ", "%20"), ""]
