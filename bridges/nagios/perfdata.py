@@ -46,9 +46,10 @@ _NUM_RE = re.compile(_NUM + r"\Z")
 # `123_456` and `1800,600,300` are errors, not a number with a strange unit.
 _VALUE_RE = re.compile(rf"({_NUM}|U)((?:[^\W\d_]|[%/°])*)\Z")
 # one item: a quoted label (quotes doubled inside) or an unquoted one up to the first '='
-# (lenient: spaces allowed, as Nagflux and PNP4Nagios read `a used=4`), then the data up to the
-# next whitespace.
-_ITEM_RE = re.compile(r"\s*(?:'((?:[^']|'')*)'|([^'=\s][^=]*?))=(\S*)")
+# (lenient: spaces allowed, as Nagflux and PNP4Nagios read `a used=4`, but then at most 256
+# characters, so garbage without any '=' costs linear time, not quadratic), then the data up
+# to the next whitespace.
+_ITEM_RE = re.compile(r"\s*(?:'((?:[^']|'')*)'|([^'=\s](?:[^=\s]*|[^=]{0,255}?)))=(\S*)")
 _WS_RE = re.compile(r"\s*")
 _TOKEN_RE = re.compile(r"\S+")
 

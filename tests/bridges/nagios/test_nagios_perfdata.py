@@ -356,3 +356,15 @@ def test_fuzz_perfdata_file_text(text):
         assert encode(decode(line)) == line and decode(line).topic == topic
     assert counters["records"] == len([x for x in text.split("\n") if x and x != "\r"])
     assert counters["lines"] == len(sink.lines)
+
+
+@pytest.mark.parametrize("garbage", ["word " * 20000, "'a " * 20000, "'a' " * 20000,
+                                     "x=" + "1;" * 40000, "a=1 " * 20000 + "'open"])
+def test_large_garbage_is_linear(garbage):
+    """64 KB of perfdata (Nagios' output limit) of any shape is parsed in well under a second
+    of CPU: no regex backtracking blow-up."""
+    import time
+    t = time.process_time()
+    parse_perfdata(garbage)
+    LineMaker().lines(CheckResult("h", "s", None, perfdata=garbage), [])
+    assert time.process_time() - t < 3.0
