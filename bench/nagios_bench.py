@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -27,10 +28,14 @@ MONBUS = str(Path(PY).parent / "monbus")
 RUNS = int(os.environ.get("BENCH_RUNS", "21"))
 
 
-def _wall(cmd, env=None) -> float:
+def _wall(cmd, env=None) -> tuple[float, float]:
+    """(wall seconds, CPU seconds user+system) of one run of cmd."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
-    return time.perf_counter() - t
+    wall = time.perf_counter() - t
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
 
 
 def bench_hook() -> dict:
@@ -53,7 +58,25 @@ def bench_hook() -> dict:
                                           "--relay", relay.endpoints_in[0]] + args,
         "monbus nagios hook (click, --spool)": [MONBUS, "nagios", "hook", "--spool", spool] + args,
     }
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    # as installed: bytecode cached in __pycache__ (the warm-up run writes it), whatever the
+    # calling environment says
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    # The same without `site` (python -S): this venv's editable install runs a finder at every
+    # start (pathlib, re, typing: ~30 ms) that a regular install does not; here the package is
+    # reached through PYTHONPATH instead (a tree of symlinks to core/ and bridges/).
+    tree = Path(tempfile.mkdtemp(prefix="monbus-bench-tree-"))
+    (tree / "monbus").mkdir()
+    (tree / "monbus" / "core").symlink_to(ROOT / "core")
+    (tree / "monbus" / "bridges").symlink_to(ROOT / "bridges")
+    import zmq
+    site_dir = str(Path(zmq.__file__).parent.parent)
+    env["PYTHONPATH"] = f"{tree}{os.pathsep}{site_dir}"
+    cases.update({
+        "python -S -c pass": [PY, "-S", "-c", "pass"],
+        "python -S -c 'import zmq'": [PY, "-S", "-c", "import zmq"],
+        "hook (python -S -m, --spool)": [PY, "-S", "-m", "monbus.bridges.nagios.hook",
+                                         "--spool", spool] + args,
+    })
     times: dict = {k: [] for k in cases}
     for cmd in cases.values():  # warm the page cache and .pyc files
         _wall(cmd, env)
@@ -62,11 +85,13 @@ def bench_hook() -> dict:
             times[name].append(_wall(cmd, env))
     relay.stop()
     th.join(5)
-    med = {k: statistics.median(v) for k, v in times.items()}
-    base = med["python -c pass"]
-    print(f"hook start-up, median of {RUNS} interleaved runs (wall time):")
-    for k, v in med.items():
-        print(f"  {k:40s} {v * 1000:7.1f} ms  {v / base:5.2f}x python -c pass")
+    med = {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v))
+           for k, v in times.items()}
+    print(f"hook start-up, median of {RUNS} interleaved runs (wall time; CPU time user+sys):")
+    for k, (w, c) in med.items():
+        bw, bc = med["python -S -c pass" if " -S " in k else "python -c pass"]
+        print(f"  {k:40s} {w * 1000:7.1f} ms {w / bw:5.2f}x   CPU {c * 1000:7.1f} ms "
+              f"{c / bc:5.2f}x  (vs {'python -S' if ' -S ' in k else 'python'} -c pass)")
     return med
 
 
