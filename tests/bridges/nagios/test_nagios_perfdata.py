@@ -368,3 +368,23 @@ def test_large_garbage_is_linear(garbage):
     parse_perfdata(garbage)
     LineMaker().lines(CheckResult("h", "s", None, perfdata=garbage), [])
     assert time.process_time() - t < 3.0
+
+
+def test_icinga2_perfdatawriter_lines():
+    """The lines Icinga 2's PerfdataWriter writes with contrib/nagios/icinga2-perfdata.conf
+    (states and state types as names; $host.state$ in a service line is ignored)."""
+    svc = ("DATATYPE::SERVICEPERFDATA\tTIMET::1700000000\tHOSTNAME::web01\tSERVICEDESC::ping4\t"
+           "SERVICEPERFDATA::rta=0.055000ms;100.000000;200.000000;0.000000 pl=0%;5;15;0\t"
+           "SERVICECHECKCOMMAND::ping4\tHOSTSTATE::UP\tHOSTSTATETYPE::HARD\t"
+           "SERVICESTATE::WARNING\tSERVICESTATETYPE::SOFT\tSERVICEOUTPUT::PING WARNING - x")
+    host = ("DATATYPE::HOSTPERFDATA\tTIMET::1700000001\tHOSTNAME::web01\t"
+            "HOSTPERFDATA::rta=0.05ms;3000;5000;0 pl=0%;80;100;0\tHOSTCHECKCOMMAND::hostalive\t"
+            "HOSTSTATE::DOWN\tHOSTSTATETYPE::HARD\tHOSTOUTPUT::PING CRITICAL")
+    maker = LineMaker()
+    got = [decode(x) for raw in (svc, host) for x in maker.record(raw, 0, [])[1]]
+    assert [(x.path, x.value) for x in got] == [
+        ("nagios.web01.ping4.rta", 5.5e-05), ("nagios.web01.ping4.pl", 0),
+        ("nagios.web01.ping4.state", 1), ("nagios.web01.host.rta", 5e-05),
+        ("nagios.web01.host.pl", 0), ("nagios.web01.host.state", 1)]
+    assert got[2].meta == {"mtype": "state", "state_type": "soft", "output": "PING WARNING - x"}
+    assert got[5].meta["state_type"] == "hard"
