@@ -34,7 +34,8 @@ from __future__ import annotations
 import re
 
 __all__ = ["PerfItem", "Range", "ItemError", "parse_perfdata", "parse_range", "split_output",
-           "parse_state", "Namer", "CheckResult", "check_lines", "format_number"]
+           "parse_state", "sanitize", "Namer", "quote", "CheckResult", "LineMaker", "check_lines",
+           "parse_record", "record_result", "RecordError", "format_number"]
 
 INF = float("inf")
 

@@ -5,14 +5,13 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
 
 from helpers import DATA, collect, free_port, wait_for
 from monbus.bridges.nagios.passive import CommandFile, SkipLine, command_for, names
-from monbus.core.line import Line, decode
+from monbus.core.line import decode
 
 HOOK = [sys.executable, "-m", "monbus.bridges.nagios.hook"]
 LOAD = ["--host", "web01", "--service", "Current Load", "--state", "1", "--state-type", "HARD",
@@ -33,11 +32,6 @@ def hook(*args, env=None, timeout=30):
     e.update(env or {})
     return subprocess.run(HOOK + [str(a) for a in args], capture_output=True, text=True,
                           env=e, timeout=timeout)
-
-
-def raw_lines(sub, n):
-    return sorted(x.carbon() + "".join(f" {k}={v}" for k, v in (x.meta or {}).items())
-                  for x in collect(sub, n))
 
 
 # --- hook -----------------------------------------------------------------------------------
