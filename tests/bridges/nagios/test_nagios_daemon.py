@@ -45,23 +45,25 @@ REAL = {  # service -> plugin command line (thresholds known, values measured by
 }
 
 
+def contrib_commands(root, spooldir) -> dict:
+    """The command definitions of contrib/nagios/commands.cfg, with this test's paths."""
+    text = (CONTRIB / "commands.cfg").read_text()
+    text = (text.replace("/usr/bin/python3", sys.executable)
+            .replace("/var/spool/monbus-nagios", f"{root}/perfspool")
+            .replace("/var/spool/monbus", str(spooldir))
+            .replace("/var/lib/nagios4", str(root)))
+    body = re.sub(r"#.*", "", text)
+    return dict(re.findall(r"command_name\s+(\S+)\s+command_line\s+(.+)", body))
+
+
 def objects(root, spooldir) -> str:
-    hook_args = ('--host "$HOSTNAME$" --service "$SERVICEDESC$" --state "$SERVICESTATEID$" '
-                 '--state-type "$SERVICESTATETYPE$" --output "$SERVICEOUTPUT$" '
-                 '--long-output "$LONGSERVICEOUTPUT$" --perfdata "$SERVICEPERFDATA$" '
-                 '--time "$TIMET$"')
     cmds = {
         "check_dummy": '$USER1$/check_dummy $ARG1$ "$ARG2$"',
         "check_long": "/bin/printf 'LONG OK first line|a=1\\nsecond line\\nthird|b=2ms\\nc=3s\\n'",
-        "monbus-service-hook": f"{HOOK} --spool {spooldir} {hook_args}",
-        "monbus-host-hook": f"{HOOK} --spool {spooldir} " + " ".join(
-            f'--{o} "${m}$"' for o, m in (("host", "HOSTNAME"), ("state", "HOSTSTATEID"),
-                                         ("output", "HOSTOUTPUT"), ("perfdata", "HOSTPERFDATA"),
-                                         ("time", "TIMET"))),
-        # event handler with environment macros (Nagios 4 gives none to perfdata commands)
-        "monbus-event-env": f"{HOOK} --spool {spooldir} --source nagiosenv",
-        "monbus-rotate": f"/bin/mv {root}/service-perfdata {root}/perfspool/service-perfdata.$TIMET$",
+        **contrib_commands(root, spooldir),
     }
+    # the event handler's lines get their own source, to tell them from the perfdata hook's
+    cmds["monbus-event-hook-env"] += " --source nagiosenv"
     cmds.update({f"check_{k}": v for k, v in REAL.items()})
     out = ["define timeperiod {\n timeperiod_name 24x7\n alias 24x7\n"
            + "".join(f" {d} 00:00-24:00\n" for d in ("sunday", "monday", "tuesday", "wednesday",
@@ -158,16 +160,25 @@ def test_real_nagios_hook_and_perfdata_files(relay, nagios, tmp_path):
         n = nagios(objects(root, relay.spool),
                    service_perfdata_command="monbus-service-hook",
                    host_perfdata_command="monbus-host-hook",
-                   global_service_event_handler="monbus-event-env",
+                   global_service_event_handler="monbus-event-hook-env",
                    enable_event_handlers=1,
                    enable_environment_macros=1,
                    illegal_macro_output_chars='`$"',
-                   service_perfdata_file=root / "service-perfdata",
+                   service_perfdata_file=contrib_setting("service_perfdata_file").replace(
+                       "/var/lib/nagios4", str(root)),
                    service_perfdata_file_template=contrib_setting(
                        "service_perfdata_file_template"),
                    service_perfdata_file_mode="a",
                    service_perfdata_file_processing_interval=1,
-                   service_perfdata_file_processing_command="monbus-rotate")
+                   service_perfdata_file_processing_command=contrib_setting(
+                       "service_perfdata_file_processing_command"),
+                   host_perfdata_file=contrib_setting("host_perfdata_file").replace(
+                       "/var/lib/nagios4", str(root)),
+                   host_perfdata_file_template=contrib_setting("host_perfdata_file_template"),
+                   host_perfdata_file_mode="a",
+                   host_perfdata_file_processing_interval=1,
+                   host_perfdata_file_processing_command=contrib_setting(
+                       "host_perfdata_file_processing_command"))
         services = list(REAL) + ["edge", "long"]
         done: dict = {}
         missing: list = []
@@ -192,12 +203,13 @@ def test_real_nagios_hook_and_perfdata_files(relay, nagios, tmp_path):
             if not host or host.get("has_been_checked") != "1":
                 missing.append(("unchecked", "host"))
             else:
-                lines = col.check_near("nagios", "monbus-test", "host",
-                                       float(host["last_check"]), need=("state", "rta"))
-                if lines is None:
-                    missing.append(("nagios", "host", host["last_check"]))
-                else:
-                    done["host"] = (host, lines)
+                for source in ("nagios", "nagiosfile"):
+                    lines = col.check_near(source, "monbus-test", "host",
+                                           float(host["last_check"]), need=("state", "rta"))
+                    if lines is None:
+                        missing.append((source, "host", host["last_check"]))
+                    else:
+                        done[(source, "host")] = (host, lines)
             # the event handler ran once, at the edge service's change to a hard WARNING
             env = col.checks.get(("nagiosenv", "monbus-test", "edge"))
             if not env:
@@ -254,9 +266,11 @@ def test_real_nagios_hook_and_perfdata_files(relay, nagios, tmp_path):
     EDGE_EXPECTED["state"][1]["state_type"] = "hard"
     assert got == EDGE_EXPECTED
     # host check, macros on the command line: the quotes and the ~ survive
-    host, lines = done["host"]
-    assert lines["state"].meta["output"] == "OK: UP ~ 'quoted'" == host["plugin_output"]
-    assert lines["rta"].value == 0.0005 and lines["rta"].meta["crit"] == "0.2"
+    for source in ("nagios", "nagiosfile"):
+        host, lines = done[(source, "host")]
+        assert lines["state"].meta["output"] == "OK: UP ~ 'quoted'" == host["plugin_output"]
+        assert lines["state"].value == int(host["current_state"]) == 0
+        assert lines["rta"].value == 0.0005 and lines["rta"].meta["crit"] == "0.2"
 
 
 def test_passive_results_recorded_by_nagios(relay, nagios, tmp_path, monbus):
