@@ -42,9 +42,8 @@ OPTIONS = {
     "--relay": ("relay", ("MONBUS_RELAY",), "Relay input endpoint [default: tcp://127.0.0.1:7701; "
                                             "env MONBUS_RELAY]."),
     "--spool": ("spool", ("MONBUS_SPOOL",), "The relay's spool directory [env MONBUS_SPOOL]."),
-    "--spool-max": ("spool_max", (), "Bound of the spool directory (512M, 2G; 0: leave it to "
-                                     "the relay) [default: 256M].  Checking it lists the "
-                                     "directory, which costs time when a relay is long down."),
+    "--spool-max": ("spool_max", (), "Bound of the spool directory (512M, 2G; 0: no bound, "
+                                     "leave it to the relay) [default: 256M]."),
     "--timeout": ("timeout", ("MONBUS_TIMEOUT",), "Seconds to wait for the relay with --via relay "
                                                  "before spooling [default: 2]."),
     "--curve-server-key": ("curve_server_key", ("MONBUS_CURVE_SERVER_KEY",),

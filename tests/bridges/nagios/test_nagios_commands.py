@@ -270,3 +270,11 @@ def test_parse_a_real_plugin(monbus):
         f"nagios.web01.users.users {users} 1700000000 mtype=gauge warn=50 crit=100 min=0",
         f"nagios.web01.users.state {plugin.returncode} 1700000000 mtype=state output="
         + plugin.stdout.split("|")[0].strip().replace(" ", "%20"), ""]
+
+
+def test_demo_feed_sends_the_real_nagios_file(relay, subscribe):
+    from monbus.bridges.nagios.demo import feed
+    sub = subscribe("nagios.**")
+    assert feed(relay.input, None) == 34
+    got = collect(sub, 34)
+    assert {x.path for x in got} >= {"nagios.monbus-test.edge.rta", "nagios.router1.host.state"}
