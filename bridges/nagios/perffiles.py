@@ -131,9 +131,4 @@ class FileProcessor:
 
 def wait_delivered(sender) -> None:
     """Flush and wait until every message is acknowledged (or, past the timeout, spooled)."""
-    sender.flush()
-    deadline = time.monotonic() + sender.timeout + 1.0
-    while sender.in_flight and time.monotonic() < deadline:
-        sender.sock.poll(50)
-        sender.tick()
-    sender.tick()  # past the timeout: spools (or counts as lost) what is unacknowledged
+    sender.wait_delivered(sender.timeout + 1.0)
