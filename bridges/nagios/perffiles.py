@@ -14,7 +14,6 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
-import time
 
 from .perfdata import LineMaker, RecordError
 
