@@ -1,0 +1,296 @@
+"""Polling many agents concurrently from one pysnmp engine (asyncio).
+
+Strategy:
+- One `SnmpEngine` per process: an engine costs tens of milliseconds and megabytes, and one
+  engine multiplexes every target over a single UDP socket per address family.
+- Each target is configured in the engine once (pysnmp's LCD) and then driven with the
+  single-run command generators, so a request is one PDU and one callback: no MIB
+  resolution, no hidden loop.  Walks are ours (below), which is what makes them stop.
+- Per target: the scalars (always with sysUpTime.0, which doubles as the liveness probe)
+  in one GET, then each table's columns walked side by side: GETBULK with several
+  repeaters for v2c/v3 (like snmptable), GETNEXT for v1.  A column ends when the agent
+  leaves its subtree, says endOfMibView, or returns an OID that does not increase
+  (RFC 3416 section 4.2.3; a broken agent must not make us loop).
+- Any error indication (timeout, unknown user, wrong digest...) ends the target's poll at
+  once: pysnmp's own bulk walk would keep asking an unreachable host, we never do.
+- Every target runs under `asyncio.wait_for(..., deadline)` and a semaphore bounding the
+  targets in flight, so a dead or slow device times out on its own and never delays
+  the others.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from pysnmp.entity.engine import SnmpEngine
+from pysnmp.entity.rfc3413 import cmdgen
+from pysnmp.hlapi.v3arch.asyncio import (CommunityData, Udp6TransportTarget,
+                                         UdpTransportTarget, UsmUserData)
+from pysnmp.hlapi.v3arch.asyncio.lcd import CommandGeneratorLcdConfigurator
+from pysnmp.proto import rfc1902, rfc1905
+from pysnmp.proto.errind import ErrorIndication
+from pyasn1.type import univ
+
+from pysnmp.entity import config as pconfig
+
+from .modules import SYS_UPTIME
+from .targets import Target
+
+AUTH_PROTOCOLS = {
+    "md5": pconfig.USM_AUTH_HMAC96_MD5, "sha": pconfig.USM_AUTH_HMAC96_SHA,
+    "sha224": pconfig.USM_AUTH_HMAC128_SHA224, "sha256": pconfig.USM_AUTH_HMAC192_SHA256,
+    "sha384": pconfig.USM_AUTH_HMAC256_SHA384, "sha512": pconfig.USM_AUTH_HMAC384_SHA512,
+}
+PRIV_PROTOCOLS = {
+    "des": pconfig.USM_PRIV_CBC56_DES, "aes": pconfig.USM_PRIV_CFB128_AES,
+    "aes192": pconfig.USM_PRIV_CFB192_AES_BLUMENTHAL,
+    "aes256": pconfig.USM_PRIV_CFB256_AES_BLUMENTHAL,
+    "aes192c": pconfig.USM_PRIV_CFB192_AES, "aes256c": pconfig.USM_PRIV_CFB256_AES,
+}
+
+# pysnmp value classes -> the neutral tags of samples.py, by BER tag set
+_TAGS = {
+    rfc1902.Integer32.tagSet: "int", rfc1902.Integer.tagSet: "int",
+    rfc1902.Gauge32.tagSet: "uint", rfc1902.Unsigned32.tagSet: "uint",
+    rfc1902.Counter32.tagSet: "counter32", rfc1902.Counter64.tagSet: "counter64",
+    rfc1902.TimeTicks.tagSet: "ticks", rfc1902.OctetString.tagSet: "str",
+    rfc1902.ObjectIdentifier.tagSet: "oid", rfc1902.IpAddress.tagSet: "ip",
+    rfc1902.Opaque.tagSet: "opaque", univ.Null.tagSet: "null",
+    rfc1905.NoSuchObject.tagSet: "nosuchobject", rfc1905.NoSuchInstance.tagSet: "nosuchinstance",
+    rfc1905.EndOfMibView.tagSet: "endofmibview",
+}
+_NULL = univ.Null("")
+# cap on varbinds asked for in one GETBULK (repeaters x max-repetitions): keeps responses
+# well under common agents' message size limits, so they need not truncate
+MAX_BULK_VARBINDS = 250
+MAX_GET_VARBINDS = 60
+MAX_TABLE_ROWS = 100_000   # per column: an agent that never ends a table is cut off
+
+
+def neutral(value) -> tuple[str, object]:
+    """A pysnmp value as (tag, python value)."""
+    tag = _TAGS.get(value.tagSet)
+    if tag is None:
+        return "opaque", bytes(value.asOctets()) if hasattr(value, "asOctets") else b""
+    if tag in ("str", "opaque", "ip"):
+        return tag, bytes(value.asOctets())
+    if tag == "oid":
+        return tag, tuple(value)
+    if tag in ("null", "nosuchobject", "nosuchinstance", "endofmibview"):
+        return tag, None
+    return tag, int(value)
+
+
+class PollError(Exception):
+    """The agent did not answer usefully (timeout, auth failure, error status)."""
+
+
+@dataclass
+class PollResult:
+    target: Target
+    ok: bool
+    error: str = ""
+    scalars: dict = field(default_factory=dict)     # OID -> (tag, value)
+    walked: dict = field(default_factory=dict)      # column OID -> {index: (tag, value)}
+    varbinds: int = 0
+    requests: int = 0
+    elapsed: float = 0.0
+    uptime: int | None = None                      # sysUpTime.0 in TimeTicks
+    problems: list = field(default_factory=list)   # non-fatal: columns cut short...
+
+
+class _Session:
+    """One target configured in the engine: send a request, await the response."""
+
+    def __init__(self, poller: "Poller", target: Target, addr_name: str, context: bytes):
+        self.p = poller
+        self.t = target
+        self.addr = addr_name
+        self.context = context
+        self.requests = 0
+
+    async def _send(self, gen, *args) -> tuple:
+        fut = asyncio.get_running_loop().create_future()
+
+        def cb(engine, handle, error_indication, error_status, error_index, varbinds, ctx):
+            if not fut.done():
+                fut.set_result((error_indication, int(error_status or 0),
+                                int(error_index or 0), varbinds))
+        self.requests += 1
+        gen.send_varbinds(self.p.engine, self.addr, None, self.context, *args, cb)
+        ei, es, ex, vbs = await fut
+        if ei:
+            raise PollError(_indication_text(ei))
+        return es, ex, vbs
+
+    async def get(self, oids: list) -> dict:
+        """GET, in chunks; v1 'noSuchName' drops the named OID and asks again."""
+        out = {}
+        todo = list(oids)
+        while todo:
+            chunk, todo = todo[:MAX_GET_VARBINDS], todo[MAX_GET_VARBINDS:]
+            while chunk:
+                vbs_in = [(rfc1902.ObjectName(o), _NULL) for o in chunk]
+                es, ex, vbs = await self._send(self.p.get_gen, vbs_in)
+                if es == 2 and 1 <= ex <= len(chunk):  # noSuchName (SNMPv1, RFC 1157 4.1.2)
+                    out[chunk[ex - 1]] = ("nosuchobject", None)
+                    chunk = chunk[:ex - 1] + chunk[ex:]
+                    continue
+                if es:
+                    raise PollError(f"GET error-status {_status_text(es)} at index {ex}")
+                for name, val in vbs:
+                    out[tuple(name)] = neutral(val)
+                break
+        return out
+
+    async def walk(self, columns: tuple, result: PollResult) -> dict:
+        """Walk the columns side by side; return column -> {index: (tag, value)}."""
+        got = {c: {} for c in columns}
+        cursor = {c: c for c in columns}
+        active = list(columns)
+        bulk = self.t.version != "1"
+        reps = self.t.max_repetitions
+        while active:
+            n = len(active)
+            vbs_in = [(rfc1902.ObjectName(cursor[c]), _NULL) for c in active]
+            if bulk:
+                r = max(1, min(reps, MAX_BULK_VARBINDS // n))
+                es, ex, vbs = await self._send(self.p.bulk_gen, 0, r, vbs_in)
+                if es == 1 and reps > 1:         # tooBig: ask for fewer rows
+                    reps = max(1, r // 2)
+                    continue
+            else:
+                es, ex, vbs = await self._send(self.p.next_gen, vbs_in)
+                if es == 2 and 1 <= ex <= n:     # v1 noSuchName: that column is past the end
+                    active.pop(ex - 1)
+                    continue
+            if es:
+                raise PollError(f"{'GETBULK' if bulk else 'GETNEXT'} error-status "
+                                f"{_status_text(es)} at index {ex}")
+            done = set()
+            progressed = set()
+            for i, (name, val) in enumerate(vbs):
+                c = active[i % n]
+                if c in done:
+                    continue
+                o = tuple(name)
+                tag, v = neutral(val)
+                if tag == "endofmibview" or o[:len(c)] != c:
+                    done.add(c)
+                    continue
+                if o <= cursor[c]:               # not increasing: a broken agent
+                    result.problems.append(f"OID not increasing at {'.'.join(map(str, o))}")
+                    done.add(c)
+                    continue
+                rows = got[c]
+                rows[o[len(c):]] = (tag, v)
+                cursor[c] = o
+                progressed.add(c)
+                if len(rows) >= MAX_TABLE_ROWS:
+                    result.problems.append(f"column {'.'.join(map(str, c))} cut at "
+                                           f"{MAX_TABLE_ROWS} rows")
+                    done.add(c)
+            # a column the response said nothing new about is finished too (an empty or
+            # truncated response must not make us ask the same question forever)
+            active = [c for c in active if c not in done and c in progressed]
+        return got
+
+
+def _indication_text(ei) -> str:
+    if isinstance(ei, ErrorIndication):
+        return str(ei)
+    return str(ei)
+
+
+_STATUS = {1: "tooBig", 2: "noSuchName", 3: "badValue", 4: "readOnly", 5: "genErr",
+           6: "noAccess", 16: "authorizationError"}
+
+
+def _status_text(es: int) -> str:
+    return f"{_STATUS.get(es, 'error')}({es})"
+
+
+class Poller:
+    """Polls targets with one engine; `await poll(target)` never raises for the agent's
+    faults (they come back as PollResult.ok False) and never outlives the deadline."""
+
+    def __init__(self, concurrency: int = 100):
+        self.engine = SnmpEngine()
+        self.sem = asyncio.Semaphore(concurrency)
+        self.lcd = CommandGeneratorLcdConfigurator()
+        self.get_gen = cmdgen.GetCommandGenerator()
+        self.next_gen = cmdgen.NextCommandGeneratorSingleRun()
+        self.bulk_gen = cmdgen.BulkCommandGeneratorSingleRun()
+        self._sessions: dict[int, _Session] = {}
+
+    def _auth(self, t: Target):
+        if t.version in ("1", "2c"):
+            return CommunityData(t.community, mpModel=0 if t.version == "1" else 1)
+        kw = {}
+        if t.level in ("authNoPriv", "authPriv"):
+            kw["authKey"] = t.auth_password
+            kw["authProtocol"] = AUTH_PROTOCOLS[t.auth_protocol]
+        if t.level == "authPriv":
+            kw["privKey"] = t.priv_password
+            kw["privProtocol"] = PRIV_PROTOCOLS[t.priv_protocol]
+        return UsmUserData(t.user, **kw)
+
+    async def _session(self, t: Target) -> _Session:
+        s = self._sessions.get(id(t))
+        if s is None:
+            cls = Udp6TransportTarget if ":" in t.address else UdpTransportTarget
+            try:
+                tt = await cls.create((t.address, t.port), timeout=t.timeout,
+                                      retries=t.retries)
+            except Exception as e:  # noqa: BLE001 - resolution failures of every kind
+                raise PollError(f"cannot resolve {t.address}: {e}") from None
+            addr, _ = self.lcd.configure(self.engine, self._auth(t), tt,
+                                         t.context.encode())
+            s = self._sessions[id(t)] = _Session(self, t, addr, t.context.encode())
+        return s
+
+    async def _poll(self, t: Target, result: PollResult) -> None:
+        s = await self._session(t)
+        scalar_oids = [SYS_UPTIME]
+        for m in t.modules:
+            for c in m.scalars:
+                if c.oid not in scalar_oids:
+                    scalar_oids.append(c.oid)
+        try:
+            result.scalars = await s.get(scalar_oids)
+            up = result.scalars.get(SYS_UPTIME)
+            if up and up[0] == "ticks":
+                result.uptime = up[1]
+            for m in t.modules:
+                for table in m.tables:
+                    cols = [c for c in table.walked() if c not in result.walked]
+                    if cols:
+                        result.walked.update(await s.walk(tuple(cols), result))
+        finally:
+            result.requests = s.requests
+            s.requests = 0
+
+    async def poll(self, t: Target) -> PollResult:
+        """Poll every module of one target, within its deadline."""
+        result = PollResult(t, False)
+        async with self.sem:
+            start = time.monotonic()
+            try:
+                await asyncio.wait_for(self._poll(t, result), t.effective_deadline)
+                result.ok = True
+            except asyncio.TimeoutError:
+                result.error = (f"no complete answer within the deadline of "
+                                f"{t.effective_deadline:g} s")
+            except PollError as e:
+                result.error = str(e)
+            result.elapsed = time.monotonic() - start
+        result.varbinds = len(result.scalars) + sum(len(v) for v in result.walked.values())
+        return result
+
+    def close(self) -> None:
+        """Close the engine's sockets."""
+        try:
+            self.engine.close_dispatcher()
+        except Exception:  # noqa: BLE001 - best effort at shutdown
+            pass
