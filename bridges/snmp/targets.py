@@ -69,7 +69,9 @@ class Target:
     @property
     def host(self) -> str:
         """The path component naming this target."""
-        return sanitize(self.name or self.address)
+        if self.name:
+            return sanitize(self.name)
+        return sanitize(self.address if self.port == 161 else f"{self.address}:{self.port}")
 
     @property
     def effective_deadline(self) -> float:
