@@ -132,22 +132,26 @@ def trap_lines(agent: str, version: str, varbinds: list, now: float,
     return out
 
 
-def decode_packet(data: bytes) -> tuple[str, str, list]:
-    """(version, community, varbinds in SNMPv2 form) of a v1/v2c notification datagram.
+_PDU_NAMES = {0: "get", 1: "getnext", 2: "response", 3: "set", 4: "trap", 5: "getbulk",
+              6: "inform", 7: "trap", 8: "report"}
+
+
+def decode_message(data: bytes) -> tuple[str, str, str, list]:
+    """(version, community, PDU type, varbinds) of any v1/v2c message; v1 Traps come back
+    in their SNMPv2 form.  PDU type is get/getnext/response/set/trap/getbulk/inform/report.
 
     Pure (pyasn1 BER decoding through pysnmp's protocol API).  Raises TrapError for
-    anything else: garbage, truncated BER, v3 (needs the engine's USM), other PDU types.
+    garbage, truncated BER, trailing bytes and SNMPv3 (which needs the engine's USM).
     """
     from pyasn1.codec.ber import decoder
-    from pyasn1.error import PyAsn1Error
     from pysnmp.proto import api
     from pysnmp.proto.api import v2c
     from pysnmp.proto.proxy import rfc2576
 
     from .poller import neutral
     try:
-        ver = int(api.decodeMessageVersion(data))
-    except (PyAsn1Error, Exception) as e:  # noqa: BLE001 - pyasn1 raises assorted errors
+        ver = int(api.decodeMessageVersion(bytes(data)))
+    except Exception as e:  # noqa: BLE001 - pyasn1 raises assorted errors on garbage
         raise TrapError(f"not an SNMP message ({type(e).__name__})", data) from None
     if ver not in api.PROTOCOL_MODULES:
         raise TrapError(f"SNMP version field {ver} is not v1/v2c", data)
@@ -156,18 +160,22 @@ def decode_packet(data: bytes) -> tuple[str, str, list]:
         msg, rest = decoder.decode(bytes(data), asn1Spec=pmod.Message())
         community = bytes(pmod.apiMessage.get_community(msg)).decode("utf-8", "replace")
         pdu = pmod.apiMessage.get_pdu(msg)
-        if ver == 0:
-            if not pdu.isSameTypeWith(pmod.TrapPDU()):
-                raise TrapError("SNMPv1 PDU is not a Trap", data)
+        kind = _PDU_NAMES.get(pdu.tagSet[0][2] if pdu.tagSet else -1, "?")
+        if ver == 0 and kind == "trap":
             pdu = rfc2576.v1_to_v2(pdu, snmpTrapCommunity=community)
-        elif not (pdu.isSameTypeWith(v2c.SNMPv2TrapPDU())
-                  or pdu.isSameTypeWith(v2c.InformRequestPDU())):
-            raise TrapError("SNMPv2c PDU is not a notification", data)
         vbs = [(tuple(o), neutral(v)) for o, v in v2c.apiPDU.get_varbinds(pdu)]
-    except TrapError:
-        raise
     except Exception as e:  # noqa: BLE001 - malformed BER surfaces as many exception types
-        raise TrapError(f"malformed SNMP message ({type(e).__name__})", data) from None
+        raise TrapError(f"malformed SNMP message ({type(e).__name__}: "
+                        f"{str(e)[:80]})", data) from None
     if rest:
         raise TrapError(f"{len(rest)} bytes after the SNMP message", data)
-    return ("v1" if ver == 0 else "v2c"), community, vbs
+    return ("v1" if ver == 0 else "v2c"), community, kind, vbs
+
+
+def decode_packet(data: bytes) -> tuple[str, str, list]:
+    """(version, community, varbinds in SNMPv2 form) of a v1/v2c notification datagram.
+    Raises TrapError for anything else."""
+    version, community, kind, vbs = decode_message(data)
+    if kind not in ("trap", "inform"):
+        raise TrapError(f"{version} {kind} PDU is not a notification", data)
+    return version, community, vbs
