@@ -1,0 +1,144 @@
+"""`monbus snmp traps` receiving real traps sent by net-snmp's snmptrap (v1, v2c, v3)."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from helpers import free_port, monbus_cmd, wait_for
+
+ENGINE_ID = "0x80001f8880aabbccdd0102"
+TRAP_USER, TRAP_AUTH, TRAP_PRIV = "trapper", "trap-auth-pass", "trap-priv-pass"
+
+
+@pytest.fixture
+def trapd(relay, tmp_path):
+    """A running `monbus snmp traps` on an ephemeral port; (port, env) for snmptrap."""
+    if not shutil.which("snmptrap"):
+        pytest.skip("snmptrap not installed (Debian package snmp: .ci/apt.d/snmp.txt)")
+    port = free_port(socket.SOCK_DGRAM)
+    f = tmp_path / "targets.toml"
+    f.write_text(f"""
+[[target]]
+name = "router1"
+address = "127.0.0.2"
+
+[traps]
+communities = ["public", "second"]
+
+[[traps.user]]
+name = "{TRAP_USER}"
+engine_id = "{ENGINE_ID}"
+auth_protocol = "SHA-256"
+auth_password = "{TRAP_AUTH}"
+priv_protocol = "AES"
+priv_password = "{TRAP_PRIV}"
+""")
+    p = subprocess.Popen(monbus_cmd() + ["snmp", "traps", "--listen", f"127.0.0.1:{port}",
+                                         "--relay", relay.input, "--targets", str(f)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    err_lines = []
+
+    def listening():
+        assert p.poll() is None, p.stderr.read()
+        line = p.stderr.readline()
+        err_lines.append(line)
+        return "listening on" in line
+    wait_for(listening, timeout=30, what="monbus snmp traps to listen")
+    env = dict(os.environ, MIBS="", MIBDIRS=str(tmp_path / "nomibs"),
+               SNMP_PERSISTENT_DIR=str(tmp_path / "netsnmp"), SNMPCONFPATH=str(tmp_path))
+    yield port, env
+    p.send_signal(signal.SIGTERM)
+    try:
+        p.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+    assert p.returncode == 0
+
+
+def snmptrap(env, *args):
+    r = subprocess.run(["snmptrap", *args], capture_output=True, text=True, env=env, timeout=30)
+    assert r.returncode == 0, r.stderr
+
+
+def wait_lines(sub, pred, timeout=20.0):
+    got = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got.extend(sub.recv_lines(0.3) or [])
+        hit = [ln for ln in got if pred(ln)]
+        if hit:
+            return hit, got
+    raise AssertionError(f"no matching line in {got}")
+
+
+def test_v1_trap(trapd, subscribe):
+    port, env = trapd
+    sub = subscribe("snmp.**")
+    snmptrap(env, "-v1", "-c", "public", f"udp:127.0.0.1:{port}", ".1.3.6.1.4.1.8072.2.3.1",
+             "127.0.0.1", "6", "17", "12345", ".1.3.6.1.2.1.2.2.1.10.1", "c", "4000000000",
+             ".1.3.6.1.2.1.1.5.0", "s", "trap-host")
+    [ln], _ = wait_lines(sub, lambda ln: ".trap." in ln.path)
+    # RFC 3584 3.1: enterpriseSpecific -> <enterprise>.0.<specific>
+    assert ln.path == "snmp.127_0_0_1.trap.1_3_6_1_4_1_8072_2_3_1_0_17"
+    m = ln.meta
+    assert m["version"] == "v1" and m["trap_oid"] == "1.3.6.1.4.1.8072.2.3.1.0.17"
+    assert m["uptime"] == "123.45"
+    assert m["oid_1_3_6_1_2_1_2_2_1_10_1"] == "4000000000"
+    assert m["sysname"] == "trap-host" and m["snmptrapaddress"] == "127.0.0.1"
+    assert m["snmptrapenterprise"] == "1.3.6.1.4.1.8072.2.3.1"
+
+
+def test_v2c_linkdown_trap_is_also_availability(trapd, subscribe):
+    port, env = trapd
+    sub = subscribe("snmp.**")
+    snmptrap(env, "-v2c", "-c", "second", f"udp:127.0.0.1:{port}", "987654",
+             ".1.3.6.1.6.3.1.1.5.3", ".1.3.6.1.2.1.2.2.1.1.2", "i", "2",
+             ".1.3.6.1.2.1.2.2.1.7.2", "i", "1", ".1.3.6.1.2.1.2.2.1.8.2", "i", "2",
+             ".1.3.6.1.2.1.31.1.1.1.1.2", "s", "eth1",
+             ".1.3.6.1.2.1.31.1.1.1.6.2", "C", "18446744073709551615",
+             ".1.3.6.1.4.1.99999.1", "a", "192.0.2.7", ".1.3.6.1.4.1.99999.4", "x", "DEADBEEF")
+    hits, got = wait_lines(sub, lambda ln: ln.path.endswith("ifOperStatus"))
+    trap = next(ln for ln in got if ln.path == "snmp.127_0_0_1.trap.linkDown")
+    m = trap.meta
+    assert m["version"] == "v2c" and m["uptime"] == "9876.54"
+    assert (m["ifindex"], m["ifadminstatus"], m["ifoperstatus"], m["ifname"]) == \
+        ("2", "1", "2", "eth1")
+    assert m["oid_1_3_6_1_2_1_31_1_1_1_6_2"] == "18446744073709551615"
+    assert m["oid_1_3_6_1_4_1_99999_1"] == "192.0.2.7"
+    assert m["oid_1_3_6_1_4_1_99999_4"] == "deadbeef"
+    [state] = hits
+    assert state.path == "snmp.127_0_0_1.interfaces.eth1.ifOperStatus"
+    assert state.value == 2 and state.meta["mtype"] == "state"
+
+
+def test_v3_authpriv_trap_and_bad_community_dropped(trapd, subscribe):
+    port, env = trapd
+    sub = subscribe("snmp.**")
+    # a community the receiver does not accept: dropped (and counted by the engine)
+    snmptrap(env, "-v2c", "-c", "intruder", f"udp:127.0.0.1:{port}", "1",
+             ".1.3.6.1.6.3.1.1.5.1")
+    snmptrap(env, "-v3", "-e", ENGINE_ID, "-u", TRAP_USER, "-l", "authPriv", "-a", "SHA-256",
+             "-A", TRAP_AUTH, "-x", "AES", "-X", TRAP_PRIV, f"udp:127.0.0.1:{port}", "4242",
+             ".1.3.6.1.6.3.1.1.5.4", ".1.3.6.1.2.1.2.2.1.1.3", "i", "3",
+             ".1.3.6.1.2.1.2.2.1.2.3", "s", "uplink")
+    hits, got = wait_lines(sub, lambda ln: ln.path.endswith("ifOperStatus"))
+    traps = [ln for ln in got if ".trap." in ln.path]
+    assert [ln.path for ln in traps] == ["snmp.127_0_0_1.trap.linkUp"], got
+    assert traps[0].meta["version"] == "v3" and traps[0].meta["user"] == TRAP_USER
+    assert traps[0].meta["ifdescr"] == "uplink"
+    assert hits[0].path == "snmp.127_0_0_1.interfaces.uplink.ifOperStatus"
+    assert hits[0].value == 0
+    # a v3 trap with the wrong pass phrase never reaches the bus
+    snmptrap(env, "-v3", "-e", ENGINE_ID, "-u", TRAP_USER, "-l", "authPriv", "-a", "SHA-256",
+             "-A", "not-the-password", "-x", "AES", "-X", TRAP_PRIV, f"udp:127.0.0.1:{port}",
+             "1", ".1.3.6.1.6.3.1.1.5.2")
+    snmptrap(env, "-v2c", "-c", "public", f"udp:127.0.0.1:{port}", "1", ".1.3.6.1.6.3.1.1.5.1")
+    hits, got = wait_lines(sub, lambda ln: ln.path.endswith("trap.coldStart"))
+    assert not any("warmStart" in ln.path for ln in got)
