@@ -341,3 +341,42 @@ def test_bad_input_is_one_line_error(monbus, tmp_path):
     assert r.returncode != 0 and "Traceback" not in r.stderr
     r = monbus("snmp", "poll", "--once")
     assert "nothing to poll" in r.stderr
+
+
+def test_user_module_from_targets_file(snmpd, monbus, relay, subscribe, tmp_path):
+    """A module defined in the targets file: a labelled table with scale, a float column,
+    a scalar with scale; values equal snmpget's."""
+    agent = snmpd()
+    f = tmp_path / "targets.toml"
+    f.write_text(f"""
+[[target]]
+name = "u"
+address = "127.0.0.1"
+port = {agent.port}
+modules = ["mine"]
+
+[module.mine]
+scalars = [{{ name = "totalKiB", oid = "1.3.6.1.4.1.2021.4.5.0", scale = 1 }},
+           {{ name = "totalMiB", oid = ".1.3.6.1.4.1.2021.4.5.0", scale = 0.0009765625, unit = "MiB" }}]
+[[module.mine.tables]]
+name = "load"
+labels = ["1.3.6.1.4.1.2021.10.1.2"]
+columns = [{{ name = "int100", oid = "1.3.6.1.4.1.2021.10.1.5" }},
+           {{ name = "config", oid = "1.3.6.1.4.1.2021.10.1.4", kind = "float" }}]
+""")
+    sub = subscribe("snmp.**")
+    r = monbus("snmp", "poll", "--once", "--relay", relay.input, "--targets", f)
+    assert r.returncode == 0, r.stderr
+    got = {ln.path: ln for ln in collect_polls(sub, 1)}
+    ref = parse_netsnmp(agent.v2c("snmpget", ".1.3.6.1.4.1.2021.4.5.0",
+                                  ".1.3.6.1.4.1.2021.10.1.4.1", ".1.3.6.1.4.1.2021.10.1.2.1"))
+    total = netsnmp_number(*ref[(1, 3, 6, 1, 4, 1, 2021, 4, 5, 0)])
+    assert got["snmp.u.mine.totalKiB"].value == total
+    assert got["snmp.u.mine.totalMiB"].value == pytest.approx(total / 1024)
+    assert got["snmp.u.mine.totalMiB"].meta["unit"] == "MiB"
+    label = netsnmp_text(*ref[(1, 3, 6, 1, 4, 1, 2021, 10, 1, 2, 1)])
+    assert label == "Load-1"
+    assert got["snmp.u.mine.load.Load-1.config"].value == \
+        netsnmp_number(*ref[(1, 3, 6, 1, 4, 1, 2021, 10, 1, 4, 1)])
+    assert {p for p in got if ".load." in p} == {
+        f"snmp.u.mine.load.Load-{n}.{c}" for n in (1, 5, 15) for c in ("int100", "config")}

@@ -142,3 +142,13 @@ def test_v3_authpriv_trap_and_bad_community_dropped(trapd, subscribe):
     snmptrap(env, "-v2c", "-c", "public", f"udp:127.0.0.1:{port}", "1", ".1.3.6.1.6.3.1.1.5.1")
     hits, got = wait_lines(sub, lambda ln: ln.path.endswith("trap.coldStart"))
     assert not any("warmStart" in ln.path for ln in got)
+
+
+def test_trap_from_a_known_target_carries_its_name(trapd, subscribe):
+    """The targets file names 127.0.0.2 'router1': its traps are snmp.router1.trap.*."""
+    port, env = trapd
+    sub = subscribe("snmp.**")
+    snmptrap(env, "--clientaddr=127.0.0.2", "-v2c", "-c", "public", f"udp:127.0.0.1:{port}",
+             "77", ".1.3.6.1.6.3.1.1.5.1")
+    [ln], _ = wait_lines(sub, lambda ln: ".trap." in ln.path)
+    assert ln.path == "snmp.router1.trap.coldStart" and ln.meta["uptime"] == "0.77"

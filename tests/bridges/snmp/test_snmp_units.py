@@ -297,3 +297,16 @@ def test_decode_message_fuzz(data):
         return
     for o, (tag, v) in vbs:
         assert isinstance(o, tuple) and tag
+
+
+def test_contrib_targets_file_parses():
+    from pathlib import Path
+
+    from monbus.bridges.snmp.targets import load
+    from monbus.bridges.snmp.trapd import parse_users
+    targets, user, traps = load(str(Path(__file__).resolve().parents[3] / "contrib" / "snmp"
+                                    / "targets.toml"))
+    assert [t.host for t in targets] == ["core1", "linux-web1", "ups1"]
+    assert [m.name for m in targets[2].modules] == ["system", "ups"]
+    [u] = parse_users(traps["user"])
+    assert (u["auth"], u["priv"], u["engine_id"]) == ("sha256", "aes", "80001f8880aabbccdd0102")
