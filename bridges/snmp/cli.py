@@ -111,11 +111,15 @@ def _targets_from(args, targets_file, opts) -> tuple[list, dict]:
 @click.option("--state", "state_file", type=click.Path(dir_okay=False), default=None,
               help="File remembering the last counter values: adds <name>_rate lines, "
                    "correct across cron runs, agent restarts and Counter32 wraps.")
+@click.option("--engine", type=click.Choice(["auto", "pysnmp"]), default="auto",
+              show_default=True,
+              help="auto: v1/v2c through monbus's own BER codec (fast), v3 through pysnmp; "
+                   "pysnmp: every version through pysnmp's engine.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar with --once [default: when stderr is a terminal].")
 @sender_options
 def poll(addresses, targets_file, relay, spool, timeout, curve_server_key, curve_secret,
-         once, interval, concurrency, state_file, progress, **opts):
+         once, interval, concurrency, state_file, engine, progress, **opts):
     """Poll SNMP agents: ADDRESS arguments (net-snmp style flags) and/or --targets FILE.
 
     \b
@@ -143,7 +147,7 @@ def poll(addresses, targets_file, relay, spool, timeout, curve_server_key, curve
     start = time.monotonic()
     try:
         if once:
-            asyncio.run(poll_once(targets, pub, concurrency, progress))
+            asyncio.run(poll_once(targets, pub, concurrency, progress, engine))
         else:
             last_save = [time.monotonic()]
 
@@ -152,7 +156,8 @@ def poll(addresses, targets_file, relay, spool, timeout, curve_server_key, curve
                     last_save[0] = time.monotonic()
                     rates.save(state, state_file, time.time())
             asyncio.run(poll_forever(split_by_interval(targets, interval), pub, concurrency,
-                                     on_cycle=save_now_and_then if state_file else None))
+                                     on_cycle=save_now_and_then if state_file else None,
+                                     engine=engine))
     except KeyboardInterrupt:
         pass
     finally:

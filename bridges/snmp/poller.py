@@ -20,6 +20,7 @@ Strategy:
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from dataclasses import dataclass, field
 
@@ -34,7 +35,9 @@ from pyasn1.type import univ
 
 from pysnmp.entity import config as pconfig
 
+from .ber import GET, GETBULK, GETNEXT
 from .modules import SYS_UPTIME
+from .udpclient import NoResponse, open_client
 from .targets import Target
 
 AUTH_PROTOCOLS = {
@@ -101,28 +104,13 @@ class PollResult:
 
 
 class _Session:
-    """One target configured in the engine: send a request, await the response."""
+    """One target: `_request(pdu, oids, reps)` -> (error-status, error-index, varbinds as
+    [(oid tuple, (tag, value))]), raising PollError when there is no usable answer; and
+    the GET and walk logic on top of it."""
 
-    def __init__(self, poller: "Poller", target: Target, addr_name: str, context: bytes):
-        self.p = poller
+    def __init__(self, target: Target):
         self.t = target
-        self.addr = addr_name
-        self.context = context
         self.requests = 0
-
-    async def _send(self, gen, *args) -> tuple:
-        fut = asyncio.get_running_loop().create_future()
-
-        def cb(engine, handle, error_indication, error_status, error_index, varbinds, ctx):
-            if not fut.done():
-                fut.set_result((error_indication, int(error_status or 0),
-                                int(error_index or 0), varbinds))
-        self.requests += 1
-        gen.send_varbinds(self.p.engine, self.addr, None, self.context, *args, cb)
-        ei, es, ex, vbs = await fut
-        if ei:
-            raise PollError(_indication_text(ei))
-        return es, ex, vbs
 
     async def get(self, oids: list) -> dict:
         """GET, in chunks; v1 'noSuchName' drops the named OID and asks again."""
@@ -131,37 +119,51 @@ class _Session:
         while todo:
             chunk, todo = todo[:MAX_GET_VARBINDS], todo[MAX_GET_VARBINDS:]
             while chunk:
-                vbs_in = [(rfc1902.ObjectName(o), _NULL) for o in chunk]
-                es, ex, vbs = await self._send(self.p.get_gen, vbs_in)
+                es, ex, vbs = await self._request(GET, chunk, 0)
                 if es == 2 and 1 <= ex <= len(chunk):  # noSuchName (SNMPv1, RFC 1157 4.1.2)
                     out[chunk[ex - 1]] = ("nosuchobject", None)
                     chunk = chunk[:ex - 1] + chunk[ex:]
                     continue
                 if es:
                     raise PollError(f"GET error-status {_status_text(es)} at index {ex}")
-                for name, val in vbs:
-                    out[tuple(name)] = neutral(val)
+                for o, tv in vbs:
+                    out[o] = tv
                 break
         return out
 
     async def walk(self, columns: tuple, result: PollResult) -> dict:
-        """Walk the columns side by side; return column -> {index: (tag, value)}."""
+        """Walk the columns of one table; return column -> {index: (tag, value)}.
+
+        GETBULK's cost is overshoot: asking 24 columns for 25 repetitions of a 4-row table
+        returns 600 varbinds of which 96 are wanted (and decoding them is what costs).  So
+        the first column is walked alone, which counts the rows R, and the others are then
+        asked for R+1 repetitions: usually one request, all of it useful.
+        """
+        if self.t.version == "1" or len(columns) == 1:
+            return await self._walk(columns, self.t.max_repetitions, result)
+        got = await self._walk(columns[:1], self.t.max_repetitions, result)
+        rows = len(got[columns[0]])
+        got.update(await self._walk(columns[1:], rows + 1 if rows else self.t.max_repetitions,
+                                    result))
+        return got
+
+    async def _walk(self, columns: tuple, reps: int, result: PollResult) -> dict:
+        """Walk the columns side by side (GETBULK, or GETNEXT for v1)."""
         got = {c: {} for c in columns}
         cursor = {c: c for c in columns}
         active = list(columns)
         bulk = self.t.version != "1"
-        reps = self.t.max_repetitions
         while active:
             n = len(active)
-            vbs_in = [(rfc1902.ObjectName(cursor[c]), _NULL) for c in active]
+            oids = [cursor[c] for c in active]
             if bulk:
                 r = max(1, min(reps, MAX_BULK_VARBINDS // n))
-                es, ex, vbs = await self._send(self.p.bulk_gen, 0, r, vbs_in)
-                if es == 1 and reps > 1:         # tooBig: ask for fewer rows
+                es, ex, vbs = await self._request(GETBULK, oids, r)
+                if es == 1 and r > 1:            # tooBig: ask for fewer rows
                     reps = max(1, r // 2)
                     continue
             else:
-                es, ex, vbs = await self._send(self.p.next_gen, vbs_in)
+                es, ex, vbs = await self._request(GETNEXT, oids, 0)
                 if es == 2 and 1 <= ex <= n:     # v1 noSuchName: that column is past the end
                     active.pop(ex - 1)
                     continue
@@ -170,12 +172,10 @@ class _Session:
                                 f"{_status_text(es)} at index {ex}")
             done = set()
             progressed = set()
-            for i, (name, val) in enumerate(vbs):
+            for i, (o, (tag, v)) in enumerate(vbs):
                 c = active[i % n]
                 if c in done:
                     continue
-                o = tuple(name)
-                tag, v = neutral(val)
                 if tag == "endofmibview" or o[:len(c)] != c:
                     done.add(c)
                     continue
@@ -197,6 +197,52 @@ class _Session:
         return got
 
 
+class _PysnmpSession(_Session):
+    """Through the pysnmp engine (every version; the only way for SNMPv3)."""
+
+    def __init__(self, poller: "Poller", target: Target, addr_name: str, context: bytes):
+        super().__init__(target)
+        self.p = poller
+        self.addr = addr_name
+        self.context = context
+
+    async def _request(self, pdu: int, oids: list, reps: int) -> tuple:
+        fut = asyncio.get_running_loop().create_future()
+
+        def cb(engine, handle, error_indication, error_status, error_index, varbinds, ctx):
+            if not fut.done():
+                fut.set_result((error_indication, int(error_status or 0),
+                                int(error_index or 0), varbinds))
+        self.requests += 1
+        vbs_in = [(rfc1902.ObjectName(o), _NULL) for o in oids]
+        if pdu == GETBULK:
+            self.p.bulk_gen.send_varbinds(self.p.engine, self.addr, None, self.context, 0,
+                                          reps, vbs_in, cb)
+        else:
+            gen = self.p.get_gen if pdu == GET else self.p.next_gen
+            gen.send_varbinds(self.p.engine, self.addr, None, self.context, vbs_in, cb)
+        ei, es, ex, vbs = await fut
+        if ei:
+            raise PollError(_indication_text(ei))
+        return es, ex, [(tuple(name), neutral(val)) for name, val in vbs]
+
+
+class _CommunitySession(_Session):
+    """SNMPv1/v2c through `udpclient.CommunityClient` and the BER codec of ber.py."""
+
+    def __init__(self, client, target: Target, address: tuple):
+        super().__init__(target)
+        self.client = client
+        self.address = address
+        self.version = 0 if target.version == "1" else 1
+        self.community = target.community.encode()
+
+    async def _request(self, pdu: int, oids: list, reps: int) -> tuple:
+        self.requests += 1
+        return await self.client.request(self.address, self.version, self.community, pdu,
+                                         oids, reps, self.t.timeout, self.t.retries)
+
+
 def _indication_text(ei) -> str:
     if isinstance(ei, ErrorIndication):
         return str(ei)
@@ -212,17 +258,41 @@ def _status_text(es: int) -> str:
 
 
 class Poller:
-    """Polls targets with one engine; `await poll(target)` never raises for the agent's
-    faults (they come back as PollResult.ok False) and never outlives the deadline."""
+    """Polls targets; `await poll(target)` never raises for the agent's faults (they come
+    back as PollResult.ok False) and never outlives the target's deadline.
 
-    def __init__(self, concurrency: int = 100):
-        self.engine = SnmpEngine()
+    SNMPv1/v2c go through one UDP socket per address family and ber.py (fast); SNMPv3,
+    or everything with `engine="pysnmp"`, through one pysnmp engine, created on first use.
+    """
+
+    def __init__(self, concurrency: int = 100, engine: str = "auto"):
+        if engine not in ("auto", "pysnmp"):
+            raise ValueError(f"engine must be auto or pysnmp, not {engine!r}")
+        self.use_pysnmp = engine == "pysnmp"
         self.sem = asyncio.Semaphore(concurrency)
-        self.lcd = CommandGeneratorLcdConfigurator()
-        self.get_gen = cmdgen.GetCommandGenerator()
-        self.next_gen = cmdgen.NextCommandGeneratorSingleRun()
-        self.bulk_gen = cmdgen.BulkCommandGeneratorSingleRun()
+        self._engine = None
+        self._clients: dict = {}
         self._sessions: dict[int, _Session] = {}
+
+    @property
+    def engine(self) -> SnmpEngine:
+        """The process's one pysnmp engine (created on first use: it costs ~0.1 s)."""
+        if self._engine is None:
+            self._engine = SnmpEngine()
+            self.lcd = CommandGeneratorLcdConfigurator()
+            self.get_gen = cmdgen.GetCommandGenerator()
+            self.next_gen = cmdgen.NextCommandGeneratorSingleRun()
+            self.bulk_gen = cmdgen.BulkCommandGeneratorSingleRun()
+        return self._engine
+
+    @property
+    def stats(self) -> dict:
+        """Responses dropped by the v1/v2c sockets (malformed, or matching no request)."""
+        out = {"bad_responses": 0, "unexpected_responses": 0}
+        for _, client in self._clients.values():
+            for k, v in client.stats.items():
+                out[k] += v
+        return out
 
     def _auth(self, t: Target):
         if t.version in ("1", "2c"):
@@ -236,18 +306,34 @@ class Poller:
             kw["privProtocol"] = PRIV_PROTOCOLS[t.priv_protocol]
         return UsmUserData(t.user, **kw)
 
+    async def _community_session(self, t: Target) -> _Session:
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(t.address, t.port, type=socket.SOCK_DGRAM)
+        except OSError as e:
+            raise PollError(f"cannot resolve {t.address}: {e}") from None
+        fam, _, _, _, addr = infos[0]
+        if fam not in self._clients:
+            self._clients[fam] = await open_client(fam)
+        return _CommunitySession(self._clients[fam][1], t, addr[:2])
+
     async def _session(self, t: Target) -> _Session:
         s = self._sessions.get(id(t))
-        if s is None:
+        if s is not None:
+            return s
+        if t.version != "3" and not self.use_pysnmp:
+            s = await self._community_session(t)
+        else:
             cls = Udp6TransportTarget if ":" in t.address else UdpTransportTarget
             try:
                 tt = await cls.create((t.address, t.port), timeout=t.timeout,
                                       retries=t.retries)
             except Exception as e:  # noqa: BLE001 - resolution failures of every kind
                 raise PollError(f"cannot resolve {t.address}: {e}") from None
-            addr, _ = self.lcd.configure(self.engine, self._auth(t), tt,
-                                         t.context.encode())
-            s = self._sessions[id(t)] = _Session(self, t, addr, t.context.encode())
+            engine = self.engine
+            addr, _ = self.lcd.configure(engine, self._auth(t), tt, t.context.encode())
+            s = _PysnmpSession(self, t, addr, t.context.encode())
+        self._sessions[id(t)] = s
         return s
 
     async def _poll(self, t: Target, result: PollResult) -> None:
@@ -282,15 +368,19 @@ class Poller:
             except asyncio.TimeoutError:
                 result.error = (f"no complete answer within the deadline of "
                                 f"{t.effective_deadline:g} s")
-            except PollError as e:
+            except (PollError, NoResponse) as e:
                 result.error = str(e)
             result.elapsed = time.monotonic() - start
         result.varbinds = len(result.scalars) + sum(len(v) for v in result.walked.values())
         return result
 
     def close(self) -> None:
-        """Close the engine's sockets."""
-        try:
-            self.engine.close_dispatcher()
-        except Exception:  # noqa: BLE001 - best effort at shutdown
-            pass
+        """Close the sockets (and the engine's)."""
+        for transport, _ in self._clients.values():
+            transport.close()
+        self._clients.clear()
+        if self._engine is not None:
+            try:
+                self._engine.close_dispatcher()
+            except Exception:  # noqa: BLE001 - best effort at shutdown
+                pass

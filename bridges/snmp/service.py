@@ -109,7 +109,8 @@ class _Progress:
             sys.stderr.write("\n")
 
 
-async def _ticker(sender, counters: Counters, stop: asyncio.Event, metrics_interval: float):
+async def _ticker(sender, counters: Counters, stop: asyncio.Event, metrics_interval: float,
+                  poller=None):
     next_metrics = time.monotonic() + metrics_interval
     while not stop.is_set():
         try:
@@ -120,13 +121,17 @@ async def _ticker(sender, counters: Counters, stop: asyncio.Event, metrics_inter
         if time.monotonic() >= next_metrics:
             next_metrics = time.monotonic() + metrics_interval
             counters.set("in_flight", sender.in_flight)
+            if poller is not None:
+                for k, v in poller.stats.items():
+                    counters.set(k, v)
             for line in counters.lines(time.time()):
                 sender.add(line)
 
 
-async def poll_once(targets, publisher: Publisher, concurrency: int, progress: bool):
+async def poll_once(targets, publisher: Publisher, concurrency: int, progress: bool,
+                    engine: str = "auto"):
     """Poll every target once, concurrently; publish each as soon as it is done."""
-    poller = Poller(concurrency)
+    poller = Poller(concurrency, engine)
     bar = _Progress(len(targets), progress)
     try:
         for fut in asyncio.as_completed([poller.poll(t) for t in targets]):
@@ -135,13 +140,15 @@ async def poll_once(targets, publisher: Publisher, concurrency: int, progress: b
             bar.step(publisher.failed)
     finally:
         bar.end()
+        for k, v in poller.stats.items():
+            publisher.counters.inc(k, v)
         poller.close()
 
 
 async def poll_forever(targets, publisher: Publisher, concurrency: int,
-                       metrics_interval: float = 10.0, on_cycle=None):
+                       metrics_interval: float = 10.0, on_cycle=None, engine: str = "auto"):
     """Poll each schedule entry every its interval until SIGTERM/SIGINT."""
-    poller = Poller(concurrency)
+    poller = Poller(concurrency, engine)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -165,7 +172,7 @@ async def poll_forever(targets, publisher: Publisher, concurrency: int,
 
     tasks = [asyncio.create_task(run(t)) for t in targets]
     ticker = asyncio.create_task(_ticker(publisher.sender, publisher.counters, stop,
-                                         metrics_interval))
+                                         metrics_interval, poller))
     await stop.wait()
     for task in tasks:
         task.cancel()
