@@ -59,7 +59,7 @@ class Agent:
                         f"udp:{self.address}", *oids)
 
 
-def start_agent(tmp: Path, sysname: str = "monbus-test-agent") -> Agent:
+def start_agent(tmp: Path, sysname: str = "monbus-test-agent", extra: str = "") -> Agent:
     _require(SNMPD)
     tmp.mkdir(parents=True, exist_ok=True)
     (tmp / "netsnmp").mkdir(exist_ok=True)
@@ -71,6 +71,7 @@ createUser {V3_USER} SHA "{V3_AUTH}" AES "{V3_PRIV}"
 rouser {V3_USER} priv
 sysName {sysname}
 sysLocation "monbus test lab"
+{extra}
 """)
     env = netsnmp_env(tmp)
     proc = subprocess.Popen([SNMPD, "-f", "-Lf", str(tmp / "snmpd.log"), "-C", "-c", str(conf),
@@ -95,8 +96,8 @@ def snmpd(tmp_path_factory):
     _require("snmpget")
     agents = []
 
-    def make(sysname="monbus-test-agent"):
-        a = start_agent(tmp_path_factory.mktemp("snmpd"), sysname)
+    def make(sysname="monbus-test-agent", extra=""):
+        a = start_agent(tmp_path_factory.mktemp("snmpd"), sysname, extra)
         agents.append(a)
         return a
     yield make

@@ -384,3 +384,27 @@ columns = [{{ name = "int100", oid = "1.3.6.1.4.1.2021.10.1.5" }},
         netsnmp_number(*ref[(1, 3, 6, 1, 4, 1, 2021, 10, 1, 4, 1)])
     assert {p for p in got if ".load." in p} == {
         f"snmp.u.mine.load.Load-{n}.{c}" for n in (1, 5, 15) for c in ("int100", "config")}
+
+
+V3_USERS = [  # (user, auth, priv) as net-snmp's createUser and monbus's -a/-x spell them
+    ("umd5des", "MD5", "DES"), ("usha224", "SHA-224", "AES"),
+    ("usha256", "SHA-256", "AES-192"), ("usha384", "SHA-384", "AES-256"),
+    ("usha512", "SHA-512", None),
+]
+
+
+def test_v3_every_auth_and_privacy_protocol(snmpd, monbus, relay, subscribe):
+    extra = "\n".join(
+        f'createUser {u} {a} "authpass123"' + (f' {x} "privpass123"' if x else "")
+        + f"\nrouser {u} {'priv' if x else 'auth'}" for u, a, x in V3_USERS)
+    agent = snmpd("v3-agent", extra)
+    sub = subscribe("snmp.**")
+    for user, auth, priv in V3_USERS:
+        args = ["-v", "3", "-u", user, "-a", auth, "-A", "authpass123"]
+        args += ["-l", "authPriv", "-x", priv, "-X", "privpass123"] if priv else \
+            ["-l", "authNoPriv"]
+        r = monbus("snmp", "poll", "--once", "--relay", relay.input, "-m", "system",
+                   "--name", user, *args, agent.address)
+        assert r.returncode == 0, (user, r.stderr)
+        lines = {ln.path: ln for ln in collect_polls(sub, 1)}
+        assert lines[f"snmp.{user}.system.sysUpTime"].meta["sysname"] == "v3-agent", user

@@ -152,3 +152,15 @@ def test_trap_from_a_known_target_carries_its_name(trapd, subscribe):
              "77", ".1.3.6.1.6.3.1.1.5.1")
     [ln], _ = wait_lines(sub, lambda ln: ".trap." in ln.path)
     assert ln.path == "snmp.router1.trap.coldStart" and ln.meta["uptime"] == "0.77"
+
+
+def test_v2c_inform_is_acknowledged(trapd, subscribe):
+    """snmpinform waits for the receiver's Response: it exits 0 only if we answered."""
+    port, env = trapd
+    sub = subscribe("snmp.**")
+    snmptrap_cmd = ["snmpinform", "-v2c", "-c", "public", "-t", "3", "-r", "1",
+                    f"udp:127.0.0.1:{port}", "55", ".1.3.6.1.6.3.1.1.5.2"]
+    r = subprocess.run(snmptrap_cmd, capture_output=True, text=True, env=env, timeout=30)
+    assert r.returncode == 0, r.stderr
+    [ln], _ = wait_lines(sub, lambda ln: ".trap." in ln.path)
+    assert ln.path == "snmp.127_0_0_1.trap.warmStart" and ln.meta["version"] == "v2c"
