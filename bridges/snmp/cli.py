@@ -167,7 +167,9 @@ def poll(addresses, targets_file, relay, spool, timeout, curve_server_key, curve
             except OSError as e:
                 click.echo(f"monbus snmp poll: cannot write state {state_file!r}: "
                            f"{e.strerror}", err=True)
-    for line in counters.lines(time.time()) if not once else ():
+    # self-metrics (polls, varbinds, skipped values, bad responses...) in both modes: a
+    # cron run's counts are its own, published once at the end
+    for line in counters.lines(time.time()):
         sender.add(line)
     stats = sender.close()
     if once:

@@ -408,3 +408,42 @@ def test_v3_every_auth_and_privacy_protocol(snmpd, monbus, relay, subscribe):
         assert r.returncode == 0, (user, r.stderr)
         lines = {ln.path: ln for ln in collect_polls(sub, 1)}
         assert lines[f"snmp.{user}.system.sysUpTime"].meta["sysname"] == "v3-agent", user
+
+
+def test_garbage_responses_are_quoted_counted_and_published(monbus, relay, subscribe):
+    """An 'agent' answering every request with broken BER: the poll fails cleanly, the
+    bad datagram is quoted in hex on stderr and counted in a self-metric on the bus."""
+    import threading
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(0.2)
+    stop = threading.Event()
+
+    def answer():
+        while not stop.is_set():
+            try:
+                _, addr = sock.recvfrom(65535)
+            except OSError:
+                continue
+            sock.sendto(b"\x30\x05\x02\x01\x01\x04\x09", addr)   # length runs past the end
+    t = threading.Thread(target=answer, daemon=True)
+    t.start()
+    sub = subscribe("**")
+    try:
+        r = monbus("snmp", "poll", "--once", "--relay", relay.input, "-t", "0.5", "-r", "1",
+                   "--name", "junk", f"127.0.0.1:{sock.getsockname()[1]}")
+    finally:
+        stop.set()
+        t.join(5)
+        sock.close()
+    assert r.returncode == 2, r.stderr
+    assert "bad SNMP response" in r.stderr and "30050201010409" in r.stderr
+    got = []
+    deadline = time.monotonic() + 20
+    while not any(ln.path.endswith(".snmp.bad_responses") for ln in got):
+        assert time.monotonic() < deadline, got
+        got.extend(sub.recv_lines(0.5) or [])
+    bad = next(ln for ln in got if ln.path.endswith(".snmp.bad_responses"))
+    assert bad.path.startswith("monbus.") and bad.value == 2   # the request and its retry
+    status = next(ln for ln in got if ln.path == "snmp.junk.agent.status")
+    assert status.value == 1

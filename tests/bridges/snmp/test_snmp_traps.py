@@ -164,3 +164,32 @@ def test_v2c_inform_is_acknowledged(trapd, subscribe):
     assert r.returncode == 0, r.stderr
     [ln], _ = wait_lines(sub, lambda ln: ".trap." in ln.path)
     assert ln.path == "snmp.127_0_0_1.trap.warmStart" and ln.meta["version"] == "v2c"
+
+
+def test_dropped_datagrams_are_counted_in_self_metrics(relay, subscribe, tmp_path):
+    """Garbage and a wrong community never reach the bus as traps; the engine's drop
+    counters are published as monbus.<host>.snmp_traps.dropped_* self-metrics."""
+    if not shutil.which("snmptrap"):
+        pytest.skip("snmptrap not installed")
+    port = free_port(socket.SOCK_DGRAM)
+    p = subprocess.Popen(monbus_cmd() + ["snmp", "traps", "--listen", f"127.0.0.1:{port}",
+                                         "--relay", relay.input],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: "listening on" in p.stderr.readline(), timeout=30, what="listening")
+    sub = subscribe("**")
+    env = dict(os.environ, MIBS="", SNMP_PERSISTENT_DIR=str(tmp_path), SNMPCONFPATH=str(tmp_path))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(b"\x30\x03\x02\x01", ("127.0.0.1", port))          # truncated BER
+    snmptrap(env, "-v2c", "-c", "wrong", f"udp:127.0.0.1:{port}", "1", ".1.3.6.1.6.3.1.1.5.1")
+    snmptrap(env, "-v2c", "-c", "public", f"udp:127.0.0.1:{port}", "1", ".1.3.6.1.6.3.1.1.5.1")
+    _, before = wait_lines(sub, lambda ln: ln.path.endswith("trap.coldStart"))
+    p.send_signal(signal.SIGTERM)
+    p.communicate(timeout=20)
+    assert p.returncode == 0
+    hits, got = wait_lines(sub, lambda ln: ".snmp_traps.dropped_snmpInBadCommunityNames"
+                           in ln.path)
+    m = {ln.path.rsplit(".", 1)[1]: ln.value for ln in got if ".snmp_traps." in ln.path}
+    assert m["dropped_snmpInBadCommunityNames"] == 1
+    assert m["dropped_snmpInASNParseErrs"] == 1
+    assert m["traps_v2c"] == 1
+    assert sum(1 for ln in before + got if ".trap." in ln.path) == 1
