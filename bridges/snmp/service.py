@@ -7,6 +7,7 @@ the same duties: tick the Sender every 50 ms, publish self-metrics every 10 s
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import sys
 import time
@@ -18,6 +19,8 @@ from monbus.core.selfmetrics import Counters
 from .poller import Poller, PollResult
 from .rates import CounterState
 from .samples import Skipped, module_lines, status_line
+
+log = logging.getLogger("monbus.snmp.poll")
 
 
 class Publisher:
@@ -158,7 +161,11 @@ async def poll_forever(targets, publisher: Publisher, concurrency: int,
         next_at = time.monotonic()
         while not stop.is_set():
             r = await poller.poll(t)
-            publisher.publish(r)
+            try:
+                publisher.publish(r)
+            except Exception:  # noqa: BLE001 - one bad result must not end this target's loop
+                publisher.counters.inc("publish_errors")
+                log.exception("cannot publish the poll of %s", t.host)
             if on_cycle:
                 on_cycle()
             next_at += t.interval

@@ -181,6 +181,17 @@ def parse(data: dict, where: str = "targets") -> tuple[list[Target], dict, dict]
             raise TargetError(f"{w}: two targets named {t.host!r}; give each a distinct name")
         names.add(t.host)
         targets.append(t)
+    # pysnmp keeps one set of keys per SNMPv3 user name (its LCD is keyed by the name), so
+    # two targets may share a user only with the same protocols and pass phrases
+    users = {}
+    for t in targets:
+        if t.version == "3":
+            creds = (t.level, t.auth_protocol, t.auth_password, t.priv_protocol,
+                     t.priv_password)
+            if users.setdefault(t.user, (t.host, creds))[1] != creds:
+                raise TargetError(f"{where}: targets {users[t.user][0]!r} and {t.host!r} use "
+                                  f"SNMPv3 user {t.user!r} with different keys; one process "
+                                  f"can hold one key set per user name")
     traps = data.get("traps") or {}
     if not isinstance(traps, dict):
         raise TargetError(f"{where}: [traps] must be a table")

@@ -118,6 +118,10 @@ class TrapReceiver:
             self.counters.inc("bad_notifications")
             log.warning("dropped a notification from %s: %s", address, e)
             return
+        except Exception:  # noqa: BLE001 - a bug must not stop the receiver; it is loud
+            self.counters.inc("notification_errors")
+            log.exception("cannot convert a notification from %s", address)
+            return
         self.counters.inc(f"traps_{version}")
         for ln in lines:
             self.emit(encode(ln), ln.topic)

@@ -191,6 +191,9 @@ def test_targets_file_parse():
     ({"target": [{"address": "h", "modules": ["nope"]}]}, "unknown module 'nope'"),
     ({"target": [{"address": "h"}, {"address": "h"}]}, "two targets named"),
     ({"target": [{"address": "h", "port": 0}]}, "bad port"),
+    ({"target": [{"address": a, "version": "3", "user": "u", "auth_password": p, "level":
+                  "authNoPriv"} for a, p in (("h1", "password1"), ("h2", "password2"))]},
+     "different keys"),
     ({"targets": []}, "unknown top-level"),
     ({"module": {"m": {"scalars": [{"name": "x", "oid": "1.3.six"}]}}}, "not a numeric OID"),
     ({"module": {"m": {"scalars": [{"name": "x", "oid": "1.3.6", "kind": "weird"}]}}},
