@@ -1,18 +1,20 @@
-"""Polling many agents concurrently from one pysnmp engine (asyncio).
+"""Polling many agents concurrently from one process (asyncio).
 
 Strategy:
-- One `SnmpEngine` per process: an engine costs tens of milliseconds and megabytes, and one
-  engine multiplexes every target over a single UDP socket per address family.
-- Each target is configured in the engine once (pysnmp's LCD) and then driven with the
-  single-run command generators, so a request is one PDU and one callback: no MIB
-  resolution, no hidden loop.  Walks are ours (below), which is what makes them stop.
+- SNMPv1/v2c: one UDP socket per address family for every target, requests and responses
+  in BER by ber.py (pyasn1 would cost ~0.2 ms a varbind, 50 times more).
+- SNMPv3 (or everything, with engine="pysnmp"): one pysnmp `SnmpEngine` per process (an
+  engine costs tens of milliseconds and megabytes; one multiplexes every target).  Each
+  target is configured in it once (pysnmp's LCD) and driven with the single-run command
+  generators, so a request is one PDU and one callback: no MIB resolution, no hidden loop.
 - Per target: the scalars (always with sysUpTime.0, which doubles as the liveness probe)
-  in one GET, then each table's columns walked side by side: GETBULK with several
-  repeaters for v2c/v3 (like snmptable), GETNEXT for v1.  A column ends when the agent
-  leaves its subtree, says endOfMibView, or returns an OID that does not increase
-  (RFC 3416 section 4.2.3; a broken agent must not make us loop).
-- Any error indication (timeout, unknown user, wrong digest...) ends the target's poll at
-  once: pysnmp's own bulk walk would keep asking an unreachable host, we never do.
+  in one GET, then each table's columns walked side by side: GETBULK for v2c/v3 (the
+  first column alone to count the rows, then the rest for exactly that many repetitions),
+  GETNEXT for v1.  A column ends when the agent leaves its subtree, says endOfMibView, or
+  returns an OID that does not increase (RFC 3416 section 4.2.3: a broken agent must not
+  make us loop).  The walks are ours, which is what makes them stop.
+- Any error (timeout, unknown user, wrong digest...) ends the target's poll at once:
+  pysnmp's own bulk walk would keep asking an unreachable host, we never do.
 - Every target runs under `asyncio.wait_for(..., deadline)` and a semaphore bounding the
   targets in flight, so a dead or slow device times out on its own and never delays
   the others.
@@ -24,65 +26,16 @@ import socket
 import time
 from dataclasses import dataclass, field
 
-from pysnmp.entity.engine import SnmpEngine
-from pysnmp.entity.rfc3413 import cmdgen
-from pysnmp.hlapi.v3arch.asyncio import (CommunityData, Udp6TransportTarget,
-                                         UdpTransportTarget, UsmUserData)
-from pysnmp.hlapi.v3arch.asyncio.lcd import CommandGeneratorLcdConfigurator
-from pysnmp.proto import rfc1902, rfc1905
-from pysnmp.proto.errind import ErrorIndication
-from pyasn1.type import univ
-
-from pysnmp.entity import config as pconfig
-
 from .ber import GET, GETBULK, GETNEXT
 from .modules import SYS_UPTIME
 from .udpclient import NoResponse, open_client
 from .targets import Target
 
-AUTH_PROTOCOLS = {
-    "md5": pconfig.USM_AUTH_HMAC96_MD5, "sha": pconfig.USM_AUTH_HMAC96_SHA,
-    "sha224": pconfig.USM_AUTH_HMAC128_SHA224, "sha256": pconfig.USM_AUTH_HMAC192_SHA256,
-    "sha384": pconfig.USM_AUTH_HMAC256_SHA384, "sha512": pconfig.USM_AUTH_HMAC384_SHA512,
-}
-PRIV_PROTOCOLS = {
-    "des": pconfig.USM_PRIV_CBC56_DES, "aes": pconfig.USM_PRIV_CFB128_AES,
-    "aes192": pconfig.USM_PRIV_CFB192_AES_BLUMENTHAL,
-    "aes256": pconfig.USM_PRIV_CFB256_AES_BLUMENTHAL,
-    "aes192c": pconfig.USM_PRIV_CFB192_AES, "aes256c": pconfig.USM_PRIV_CFB256_AES,
-}
-
-# pysnmp value classes -> the neutral tags of samples.py, by BER tag set
-_TAGS = {
-    rfc1902.Integer32.tagSet: "int", rfc1902.Integer.tagSet: "int",
-    rfc1902.Gauge32.tagSet: "uint", rfc1902.Unsigned32.tagSet: "uint",
-    rfc1902.Counter32.tagSet: "counter32", rfc1902.Counter64.tagSet: "counter64",
-    rfc1902.TimeTicks.tagSet: "ticks", rfc1902.OctetString.tagSet: "str",
-    rfc1902.ObjectIdentifier.tagSet: "oid", rfc1902.IpAddress.tagSet: "ip",
-    rfc1902.Opaque.tagSet: "opaque", univ.Null.tagSet: "null",
-    rfc1905.NoSuchObject.tagSet: "nosuchobject", rfc1905.NoSuchInstance.tagSet: "nosuchinstance",
-    rfc1905.EndOfMibView.tagSet: "endofmibview",
-}
-_NULL = univ.Null("")
 # cap on varbinds asked for in one GETBULK (repeaters x max-repetitions): keeps responses
 # well under common agents' message size limits, so they need not truncate
 MAX_BULK_VARBINDS = 250
 MAX_GET_VARBINDS = 60
 MAX_TABLE_ROWS = 100_000   # per column: an agent that never ends a table is cut off
-
-
-def neutral(value) -> tuple[str, object]:
-    """A pysnmp value as (tag, python value)."""
-    tag = _TAGS.get(value.tagSet)
-    if tag is None:
-        return "opaque", bytes(value.asOctets()) if hasattr(value, "asOctets") else b""
-    if tag in ("str", "opaque", "ip"):
-        return tag, bytes(value.asOctets())
-    if tag == "oid":
-        return tag, tuple(value)
-    if tag in ("null", "nosuchobject", "nosuchinstance", "endofmibview"):
-        return tag, None
-    return tag, int(value)
 
 
 class PollError(Exception):
@@ -207,6 +160,7 @@ class _PysnmpSession(_Session):
         self.context = context
 
     async def _request(self, pdu: int, oids: list, reps: int) -> tuple:
+        from .pysnmp_glue import NULL, ObjectName, neutral
         fut = asyncio.get_running_loop().create_future()
 
         def cb(engine, handle, error_indication, error_status, error_index, varbinds, ctx):
@@ -214,7 +168,7 @@ class _PysnmpSession(_Session):
                 fut.set_result((error_indication, int(error_status or 0),
                                 int(error_index or 0), varbinds))
         self.requests += 1
-        vbs_in = [(rfc1902.ObjectName(o), _NULL) for o in oids]
+        vbs_in = [(ObjectName(o), NULL) for o in oids]
         if pdu == GETBULK:
             self.p.bulk_gen.send_varbinds(self.p.engine, self.addr, None, self.context, 0,
                                           reps, vbs_in, cb)
@@ -223,7 +177,7 @@ class _PysnmpSession(_Session):
             gen.send_varbinds(self.p.engine, self.addr, None, self.context, vbs_in, cb)
         ei, es, ex, vbs = await fut
         if ei:
-            raise PollError(_indication_text(ei))
+            raise PollError(str(ei))
         return es, ex, [(tuple(name), neutral(val)) for name, val in vbs]
 
 
@@ -241,12 +195,6 @@ class _CommunitySession(_Session):
         self.requests += 1
         return await self.client.request(self.address, self.version, self.community, pdu,
                                          oids, reps, self.t.timeout, self.t.retries)
-
-
-def _indication_text(ei) -> str:
-    if isinstance(ei, ErrorIndication):
-        return str(ei)
-    return str(ei)
 
 
 _STATUS = {1: "tooBig", 2: "noSuchName", 3: "badValue", 4: "readOnly", 5: "genErr",
@@ -275,14 +223,16 @@ class Poller:
         self._sessions: dict[int, _Session] = {}
 
     @property
-    def engine(self) -> SnmpEngine:
-        """The process's one pysnmp engine (created on first use: it costs ~0.1 s)."""
+    def engine(self):
+        """The process's one pysnmp engine, created on first use (importing pysnmp and
+        making an engine cost ~0.4 s, which a v2c-only cron run never pays)."""
         if self._engine is None:
-            self._engine = SnmpEngine()
-            self.lcd = CommandGeneratorLcdConfigurator()
-            self.get_gen = cmdgen.GetCommandGenerator()
-            self.next_gen = cmdgen.NextCommandGeneratorSingleRun()
-            self.bulk_gen = cmdgen.BulkCommandGeneratorSingleRun()
+            from . import pysnmp_glue as g
+            self._engine = g.SnmpEngine()
+            self.lcd = g.CommandGeneratorLcdConfigurator()
+            self.get_gen = g.cmdgen.GetCommandGenerator()
+            self.next_gen = g.cmdgen.NextCommandGeneratorSingleRun()
+            self.bulk_gen = g.cmdgen.BulkCommandGeneratorSingleRun()
         return self._engine
 
     @property
@@ -294,17 +244,6 @@ class Poller:
                 out[k] += v
         return out
 
-    def _auth(self, t: Target):
-        if t.version in ("1", "2c"):
-            return CommunityData(t.community, mpModel=0 if t.version == "1" else 1)
-        kw = {}
-        if t.level in ("authNoPriv", "authPriv"):
-            kw["authKey"] = t.auth_password
-            kw["authProtocol"] = AUTH_PROTOCOLS[t.auth_protocol]
-        if t.level == "authPriv":
-            kw["privKey"] = t.priv_password
-            kw["privProtocol"] = PRIV_PROTOCOLS[t.priv_protocol]
-        return UsmUserData(t.user, **kw)
 
     async def _community_session(self, t: Target) -> _Session:
         loop = asyncio.get_running_loop()
@@ -324,14 +263,15 @@ class Poller:
         if t.version != "3" and not self.use_pysnmp:
             s = await self._community_session(t)
         else:
-            cls = Udp6TransportTarget if ":" in t.address else UdpTransportTarget
+            from . import pysnmp_glue as g
+            cls = g.Udp6TransportTarget if ":" in t.address else g.UdpTransportTarget
             try:
                 tt = await cls.create((t.address, t.port), timeout=t.timeout,
                                       retries=t.retries)
             except Exception as e:  # noqa: BLE001 - resolution failures of every kind
                 raise PollError(f"cannot resolve {t.address}: {e}") from None
             engine = self.engine
-            addr, _ = self.lcd.configure(engine, self._auth(t), tt, t.context.encode())
+            addr, _ = self.lcd.configure(engine, g.auth_data(t), tt, t.context.encode())
             s = _PysnmpSession(self, t, addr, t.context.encode())
         self._sessions[id(t)] = s
         return s

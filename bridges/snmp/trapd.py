@@ -22,7 +22,7 @@ from pysnmp.proto import rfc1902
 
 from monbus.core.line import encode, sanitize
 
-from .poller import AUTH_PROTOCOLS, PRIV_PROTOCOLS, neutral
+from .pysnmp_glue import AUTH_PROTOCOLS, PRIV_PROTOCOLS, neutral
 from .targets import AUTH, PRIV, TargetError, _norm_choice
 from .traps import TrapError, trap_lines
 

@@ -148,7 +148,7 @@ def decode_message(data: bytes) -> tuple[str, str, str, list]:
     from pysnmp.proto.api import v2c
     from pysnmp.proto.proxy import rfc2576
 
-    from .poller import neutral
+    from .pysnmp_glue import neutral
     try:
         ver = int(api.decodeMessageVersion(bytes(data)))
     except Exception as e:  # noqa: BLE001 - pyasn1 raises assorted errors on garbage

@@ -137,7 +137,7 @@ def test_decode_equals_pysnmp_encoding_fuzz(rid, es, ex, vbs):
     assert got == [(o, (t, bytes(v) if isinstance(v, bytes) else v)) for o, (t, v) in vbs]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.lists(_OID, min_size=1, max_size=20))
 def test_oid_round_trip_fuzz(oids):
     for o in oids:

@@ -258,7 +258,7 @@ def test_trap_lines_fuzz(vbs, trap_oid, version):
         assert decode(encode(ln)) == ln
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.dictionaries(st.sampled_from([c.oid for c in M.BUILTIN["ucd"].scalars]
                                        + [M.SYS_UPTIME]), _TAGGED),
        st.dictionaries(st.sampled_from(M.BUILTIN["interfaces"].tables[0].walked()),
