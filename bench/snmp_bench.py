@@ -165,7 +165,7 @@ columns = [{{ name = "v", oid = "1.3.6.1.2.1" }}]
     print(f"    of which Python start + imports {t_start:.3f} s")
 
 
-def bench_many(ports: list, counts: list, rounds: int) -> None:
+def bench_many(ports: list, counts: list, rounds: int, engine: str = "auto") -> None:
     from monbus.bridges.snmp.modules import resolve
     from monbus.bridges.snmp.poller import Poller
     from monbus.bridges.snmp.samples import Skipped, module_lines
@@ -174,7 +174,7 @@ def bench_many(ports: list, counts: list, rounds: int) -> None:
 
     mods = resolve(["system", "interfaces"])
     print(f"\n== many targets over {len(ports)} snmpd agents (system + interfaces modules), "
-          f"{rounds} rounds each, medians")
+          f"{rounds} rounds each, medians, engine {engine}")
     for n in counts:
         targets = [check(Target("127.0.0.1", ports[i % len(ports)], name=f"t{i}",
                                 modules=mods, timeout=5, retries=2), "t")
@@ -182,7 +182,7 @@ def bench_many(ports: list, counts: list, rounds: int) -> None:
         names = Sanitizer()
 
         async def run():
-            p = Poller(concurrency=n)
+            p = Poller(concurrency=min(n, 100), engine=engine)
             rates, cpu_rates, fails = [], [], 0
             for _ in range(rounds):
                 w, c = time.perf_counter(), time.process_time()
@@ -217,8 +217,11 @@ def main():
         agents = start_agents(a.agents, tmp)
         try:
             bench_walk(agents[0][1], a.runs, tmp)
-            bench_many([p for _, p in agents], [int(x) for x in a.targets.split(",")],
-                       a.rounds)
+            ports = [p for _, p in agents]
+            counts = [int(x) for x in a.targets.split(",")]
+            bench_many(ports, counts, a.rounds)
+            # the baseline: the same polls with every response decoded by pysnmp/pyasn1
+            bench_many(ports, counts[:1], a.rounds, engine="pysnmp")
         finally:
             for p, _ in agents:
                 p.terminate()
