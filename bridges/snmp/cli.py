@@ -32,9 +32,14 @@ def _targets_from(args, targets_file, opts) -> tuple[list, dict]:
         mods = None
         if opts["module"]:
             mods = resolve(opts["module"], user)
-        if targets_file and mods:
-            for t in targets:
+        # for the file's targets, the flags that tune polling win; the version and
+        # credential flags describe ADDRESS arguments only
+        for t in targets:
+            if mods:
                 t.modules = mods
+            for key in ("snmp_timeout", "retries", "max_repetitions"):
+                if opts[key] is not None:
+                    setattr(t, "timeout" if key == "snmp_timeout" else key, opts[key])
         for a in args:
             host, port = parse_address(a)
             t = Target(host, port, name=opts["name"] if len(args) == 1 and opts["name"]
@@ -67,7 +72,8 @@ def _targets_from(args, targets_file, opts) -> tuple[list, dict]:
 @cli.command()
 @click.argument("addresses", nargs=-1, metavar="[ADDRESS[:PORT]]...")
 @click.option("--targets", "-f", "targets_file", type=click.Path(dir_okay=False),
-              help="TOML file of targets and user modules (contrib/snmp/targets.toml).")
+              help="TOML file of targets and user modules (contrib/snmp/targets.toml); "
+                   "in monbus.toml: [snmp.poll] targets_file = \"...\".")
 @click.option("--version", "-v", "version", type=click.Choice(["1", "2c", "3"]), default=None,
               help="SNMP version for ADDRESS arguments [default: 2c].")
 @click.option("--community", "-c", envvar="MONBUS_SNMP_COMMUNITY", default=None,
@@ -121,6 +127,9 @@ def _targets_from(args, targets_file, opts) -> tuple[list, dict]:
 def poll(addresses, targets_file, relay, spool, timeout, curve_server_key, curve_secret,
          once, interval, concurrency, state_file, engine, progress, **opts):
     """Poll SNMP agents: ADDRESS arguments (net-snmp style flags) and/or --targets FILE.
+
+    For the file's targets, -m, -t, -r, --max-repetitions and --deadline override the
+    file; the version and credential flags apply to ADDRESS arguments only.
 
     \b
       monbus snmp poll --once -v 2c -c public -m interfaces 192.0.2.1:161
@@ -208,7 +217,8 @@ def modules(oids):
 @listen_option("127.0.0.1:162", "Address to receive notifications on")
 @click.option("--targets", "-f", "targets_file", type=click.Path(dir_okay=False),
               help="The targets file: its [traps] table (communities, v3 users, names) and "
-                   "its targets' names for their addresses.")
+                   "its targets' names for their addresses; in monbus.toml: [snmp.traps] "
+                   "targets_file = \"...\".")
 @click.option("--community", "-c", "communities", multiple=True,
               help="Accepted v1/v2c community; repeatable [default: the file's, else public].")
 @sender_options

@@ -450,3 +450,21 @@ def test_garbage_responses_are_quoted_counted_and_published(monbus, relay, subsc
     assert bad.path.startswith("monbus.") and bad.value == 2   # the request and its retry
     status = next(ln for ln in got if ln.path == "snmp.junk.agent.status")
     assert status.value == 1
+
+
+def test_monbus_toml_snmp_poll_table(snmpd, monbus, relay, subscribe, tmp_path):
+    """[snmp.poll] in monbus.toml names the targets file and the state (what the generic
+    monbus-bridge@snmp-poll unit relies on); -t/-r flags still override the file."""
+    agent = snmpd("from-config")
+    targets = tmp_path / "targets.toml"
+    targets.write_text(f'[[target]]\nname = "cfg"\naddress = "127.0.0.1"\nport = {agent.port}\n'
+                       f'modules = ["system"]\ntimeout = 30\n')
+    cfg = tmp_path / "monbus.toml"
+    cfg.write_text(f'[snmp.poll]\ntargets_file = "{targets}"\n'
+                   f'state_file = "{tmp_path / "state.json"}"\n')
+    sub = subscribe("snmp.**")
+    r = monbus("--config", cfg, "snmp", "poll", "--once", "--relay", relay.input, "-t", "3")
+    assert r.returncode == 0, r.stderr
+    lines = {ln.path: ln for ln in collect_polls(sub, 1)}
+    assert lines["snmp.cfg.system.sysUpTime"].meta["sysname"] == "from-config"
+    assert (tmp_path / "state.json").exists()
