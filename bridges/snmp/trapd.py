@@ -88,13 +88,15 @@ class TrapReceiver:
         for i, community in enumerate(communities):
             pconfig.add_v1_system(self.engine, f"monbus-c{i}", community)
         for u in users:
-            pconfig.add_v3_user(
-                self.engine, u["name"],
-                AUTH_PROTOCOLS[u["auth"]] if u["auth"] else pconfig.USM_AUTH_NONE,
-                u.get("auth_password"),
-                PRIV_PROTOCOLS[u["priv"]] if u["priv"] else pconfig.USM_PRIV_NONE,
-                u.get("priv_password"),
-                securityEngineId=rfc1902.OctetString(hexValue=u["engine_id"]))
+            # traps: keys localised to the sending agent's engine ID; informs: the receiver
+            # is authoritative (RFC 3414 section 4), so also to our own engine ID
+            for engine_id in (rfc1902.OctetString(hexValue=u["engine_id"]), None):
+                pconfig.add_v3_user(
+                    self.engine, u["name"],
+                    AUTH_PROTOCOLS[u["auth"]] if u["auth"] else pconfig.USM_AUTH_NONE,
+                    u.get("auth_password"),
+                    PRIV_PROTOCOLS[u["priv"]] if u["priv"] else pconfig.USM_PRIV_NONE,
+                    u.get("priv_password"), securityEngineId=engine_id)
         ntfrcv.NotificationReceiver(self.engine, self._on_notification)
 
     def _agent(self, address) -> str:

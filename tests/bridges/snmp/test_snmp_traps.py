@@ -193,3 +193,17 @@ def test_dropped_datagrams_are_counted_in_self_metrics(relay, subscribe, tmp_pat
     assert m["dropped_snmpInASNParseErrs"] == 1
     assert m["traps_v2c"] == 1
     assert sum(1 for ln in before + got if ".trap." in ln.path) == 1
+
+
+def test_v3_inform_is_acknowledged(trapd, subscribe):
+    """A v3 inform: snmpinform discovers our engine ID and waits for our Response."""
+    port, env = trapd
+    sub = subscribe("snmp.**")
+    r = subprocess.run(["snmpinform", "-v3", "-u", TRAP_USER, "-l", "authPriv", "-a", "SHA-256",
+                        "-A", TRAP_AUTH, "-x", "AES", "-X", TRAP_PRIV, "-t", "3", "-r", "1",
+                        f"udp:127.0.0.1:{port}", "66", ".1.3.6.1.6.3.1.1.5.5"],
+                       capture_output=True, text=True, env=env, timeout=30)
+    assert r.returncode == 0, r.stderr
+    [ln], _ = wait_lines(sub, lambda ln: ".trap." in ln.path)
+    assert ln.path == "snmp.127_0_0_1.trap.authenticationFailure"
+    assert ln.meta["version"] == "v3" and ln.meta["user"] == TRAP_USER
