@@ -13,7 +13,7 @@ import sys
 import time
 from dataclasses import replace
 
-from monbus.core.line import Sanitizer, encode
+from monbus.core.line import Line, Sanitizer, encode
 from monbus.core.selfmetrics import Counters
 
 from .poller import Poller, PollResult
@@ -50,7 +50,11 @@ class Publisher:
                     f"varbinds in {r.requests} requests, {r.elapsed:.2f} s")
         else:
             text = f"SNMP DOWN - v{t.version} {t.address}:{t.port}: {r.error}"
-        out.append(status_line(t.host, r.ok, text, now))
+        # how the poll went, per target: a slow or chatty device shows here first
+        out.append(Line(f"snmp.{t.host}.agent.poll_seconds", round(r.elapsed, 4), now,
+                        {"mtype": "gauge", "unit": "s"}))
+        out.append(Line(f"snmp.{t.host}.agent.varbinds", r.varbinds, now, {"mtype": "gauge"}))
+        out.append(status_line(t.host, r.ok, text, now))      # last: "this poll is complete"
         for reason, n in skipped.items():
             self.counters.inc(f"skipped_{reason}", n)
         for p in r.problems:

@@ -34,6 +34,9 @@ SUBTREES = [".1.3.6.1.2.1.2.2", ".1.3.6.1.2.1.31.1.1", ".1.3.6.1.2.1.25.2.3",
             ".1.3.6.1.2.1.25.3.3", ".1.3.6.1.4.1.2021.10"]
 
 
+AGENT_LINES = (".agent.status", ".agent.poll_seconds", ".agent.varbinds")
+
+
 def collect_polls(sub, n_targets, timeout=60.0):
     """Lines from the bus until `n_targets` agent.status lines arrived."""
     got, statuses = [], 0
@@ -114,7 +117,7 @@ VOLATILE = ("hrProcessorLoad", "laLoad", "memAvail", "memTotalFree", "memBuffer"
 
 def compare(before, after, lines):
     """Every bridge value lies between net-snmp's reads before and after the poll."""
-    got = {ln.path: ln for ln in lines if not ln.path.endswith(".agent.status")}
+    got = {ln.path: ln for ln in lines if not ln.path.endswith(AGENT_LINES)}
     problems = []
     missing = set(before) & set(after) - set(got)
     extra = set(got) - set(before)
@@ -170,6 +173,9 @@ def test_v2c_every_module_equals_netsnmp(snmpd, monbus, relay, subscribe, engine
     assert "snmp.agent.ucd.load.Load-1.laLoad" in paths
     status = [ln for ln in lines if ln.path == "snmp.agent.agent.status"]
     assert status[0].value == 0 and status[0].meta["mtype"] == "state"
+    nvb = next(ln for ln in lines if ln.path == "snmp.agent.agent.varbinds").value
+    assert nvb >= len(lines) - 3                  # every line came from at least one varbind
+    assert next(ln for ln in lines if ln.path == "snmp.agent.agent.poll_seconds").value > 0
     up = next(ln for ln in lines if ln.path == "snmp.agent.system.sysUpTime")
     assert up.meta["sysname"] == "monbus-test-agent" and up.meta["unit"] == "s"
     hc = next(ln for ln in lines if ln.path.endswith("lo.ifHCInOctets"))
@@ -200,7 +206,8 @@ def test_wrong_v3_password_is_an_availability_line(snmpd, monbus, relay, subscri
                "-A", "wrong-password", "-X", V3_PRIV, "-t", "1", "-r", "0", agent.address)
     assert r.returncode == 2, r.stderr
     assert "0 targets ok, 1 failed" in r.stderr
-    [status] = collect_polls(sub, 1)
+    *_, status = collect_polls(sub, 1)
+    assert status.path.endswith(".agent.status")
     assert status.value == 1 and status.meta["mtype"] == "state"
     assert "SNMP DOWN" in status.meta["output"]
     assert V3_PRIV not in r.stderr + status.meta["output"]

@@ -313,3 +313,15 @@ def test_contrib_targets_file_parses():
     assert [m.name for m in targets[2].modules] == ["system", "ups"]
     [u] = parse_users(traps["user"])
     assert (u["auth"], u["priv"], u["engine_id"]) == ("sha256", "aes", "80001f8880aabbccdd0102")
+
+
+def test_split_by_interval():
+    from monbus.bridges.snmp.service import split_by_interval
+    _, user, _ = parse({"module": {"fast": {"interval": 10, "scalars": [
+        {"name": "x", "oid": "1.3.6.1.2.1.1.3.0"}]}}})
+    t = check(Target("h", interval=60, modules=M.resolve(["system", "fast", "interfaces"],
+                                                         user)), "t")
+    got = sorted((e.interval, [m.name for m in e.modules]) for e in split_by_interval([t], None))
+    assert got == [(10.0, ["fast"]), (60, ["system", "interfaces"])]
+    got = sorted((e.interval, [m.name for m in e.modules]) for e in split_by_interval([t], 30))
+    assert got == [(10.0, ["fast"]), (30, ["system", "interfaces"])]
