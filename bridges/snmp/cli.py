@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 
 import click
 
@@ -152,7 +153,6 @@ def poll(addresses, targets_file, relay, spool, timeout, curve_server_key, curve
     pub = Publisher(sender, counters, state)
     if progress is None:
         progress = sys.stderr.isatty()
-    import time
     start = time.monotonic()
     try:
         if once:
@@ -163,7 +163,12 @@ def poll(addresses, targets_file, relay, spool, timeout, curve_server_key, curve
             def save_now_and_then():
                 if time.monotonic() - last_save[0] >= 30:
                     last_save[0] = time.monotonic()
-                    rates.save(state, state_file, time.time())
+                    try:
+                        rates.save(state, state_file, time.time())
+                    except OSError as e:     # a full disk must not stop the polling
+                        counters.inc("state_write_errors")
+                        click.echo(f"monbus snmp poll: cannot write state {state_file!r}: "
+                                   f"{e.strerror}", err=True)
             asyncio.run(poll_forever(split_by_interval(targets, interval), pub, concurrency,
                                      on_cycle=save_now_and_then if state_file else None,
                                      engine=engine))
@@ -187,6 +192,8 @@ def poll(addresses, targets_file, relay, spool, timeout, curve_server_key, curve
                    f"{time.monotonic() - start:.2f} s", err=True)
         for f in pub.failures[:20]:
             click.echo(f"  failed: {f}", err=True)
+        if len(pub.failures) > 20:
+            click.echo(f"  ... and {len(pub.failures) - 20} more", err=True)
     if stats["lost_lines"]:
         click.echo(f"monbus snmp poll: {stats['lost_lines']} lines not acknowledged by "
                    f"{relay} and no --spool to keep them", err=True)

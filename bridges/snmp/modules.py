@@ -16,7 +16,7 @@ Column kinds:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 KINDS = ("auto", "gauge", "counter", "float", "label", "info", "ifstatus")
 

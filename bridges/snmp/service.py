@@ -143,7 +143,11 @@ async def poll_once(targets, publisher: Publisher, concurrency: int, progress: b
     try:
         for fut in asyncio.as_completed([poller.poll(t) for t in targets]):
             r = await fut
-            publisher.publish(r)
+            try:
+                publisher.publish(r)
+            except Exception:  # noqa: BLE001 - one bad result must not lose the others
+                publisher.counters.inc("publish_errors")
+                log.exception("cannot publish the poll of %s", r.target.host)
             bar.step(publisher.failed)
     finally:
         bar.end()

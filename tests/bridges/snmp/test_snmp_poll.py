@@ -8,7 +8,6 @@ import time
 
 import pytest
 
-from helpers import free_port
 from monbus.bridges.snmp.modules import BUILTIN, SYS_UPTIME
 from monbus.core.line import sanitize
 
