@@ -241,6 +241,10 @@ def traps(listen, targets_file, communities, relay, spool, timeout, curve_server
     """
     from monbus.core.selfmetrics import Counters
 
+    import socket
+
+    from monbus.core.options import bind_udp
+
     from .trapd import parse_users, run
     names, users, comms = {}, [], list(communities)
     if targets_file:
@@ -261,11 +265,20 @@ def traps(listen, targets_file, communities, relay, spool, timeout, curve_server
             raise click.ClickException(str(e)) from None
     if not comms and not users:
         comms = ["public"]
+    # the targets' names for their addresses, resolved too (a target given by DNS name
+    # sends its traps from an IP address)
+    for addr, name in list(names.items()):
+        try:
+            for info in socket.getaddrinfo(addr, None, type=socket.SOCK_DGRAM):
+                names.setdefault(info[4][0], name)
+        except OSError:
+            pass
+    socks = [bind_udp(h, p) for h, p in listen]   # a port in use: a clear error, now
     counters = Counters("snmp_traps")
     sender = make_sender(relay, spool, timeout, curve_server_key, curve_secret)
     where = ", ".join(f"{h}:{p}" for h, p in listen)
     try:
-        asyncio.run(run(listen, comms, users, names, sender, counters,
+        asyncio.run(run(socks, comms, users, names, sender, counters,
                         ready=lambda: click.echo(f"monbus snmp traps: listening on {where}",
                                                  err=True)))
     except OSError as e:

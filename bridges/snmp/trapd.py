@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import time
 
 from pysnmp.carrier.asyncio.dgram import udp, udp6
@@ -75,15 +76,16 @@ def parse_users(specs) -> list[dict]:
 class TrapReceiver:
     """Listens on UDP, turns each notification into lines, hands them to `emit`."""
 
-    def __init__(self, listen, communities, users, names: dict, emit, counters):
+    def __init__(self, socks, communities, users, names: dict, emit, counters):
+        """`socks`: bound UDP sockets (bound by the caller, so a port in use is an error
+        at start-up, not a silent failure inside pysnmp's transport)."""
         self.engine = SnmpEngine()
         self.emit = emit
         self.counters = counters
         self.names = names
-        for i, (host, port) in enumerate(listen):
-            six = ":" in host
-            mod = udp6 if six else udp
-            transport = mod.UdpAsyncioTransport().open_server_mode((host, port))
+        for i, sock in enumerate(socks):
+            mod = udp6 if sock.family == socket.AF_INET6 else udp
+            transport = mod.UdpAsyncioTransport().open_server_mode(sock=sock)
             pconfig.add_transport(self.engine, mod.DOMAIN_NAME + (i + 1,), transport)
         for i, community in enumerate(communities):
             pconfig.add_v1_system(self.engine, f"monbus-c{i}", community)
@@ -148,10 +150,11 @@ class TrapReceiver:
             pass
 
 
-async def run(listen, communities, users, names, sender, counters,
+async def run(socks, communities, users, names, sender, counters,
               metrics_interval: float = 10.0, ready=None) -> None:
-    """Receive until SIGTERM/SIGINT; tick the sender; publish self-metrics."""
-    rx = TrapReceiver(listen, communities, users, names, sender.add, counters)
+    """Receive on the bound sockets until SIGTERM/SIGINT; tick the sender; publish
+    self-metrics."""
+    rx = TrapReceiver(socks, communities, users, names, sender.add, counters)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -207,3 +207,12 @@ def test_v3_inform_is_acknowledged(trapd, subscribe):
     [ln], _ = wait_lines(sub, lambda ln: ".trap." in ln.path)
     assert ln.path == "snmp.127_0_0_1.trap.authenticationFailure"
     assert ln.meta["version"] == "v3" and ln.meta["user"] == TRAP_USER
+
+
+def test_port_in_use_is_a_one_line_error(monbus):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        r = monbus("snmp", "traps", "--listen", f"127.0.0.1:{s.getsockname()[1]}",
+                   "--relay", "tcp://127.0.0.1:9", "--timeout", "0.1", timeout=30)
+    assert r.returncode == 1 and "Address already in use" in r.stderr
+    assert "Traceback" not in r.stderr
