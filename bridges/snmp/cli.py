@@ -41,10 +41,12 @@ def _targets_from(args, targets_file, opts) -> tuple[list, dict]:
             for key in ("snmp_timeout", "retries", "max_repetitions"):
                 if opts[key] is not None:
                     setattr(t, "timeout" if key == "snmp_timeout" else key, opts[key])
+        if opts["name"] and len(args) != 1:
+            raise TargetError("--name names one ADDRESS; give a targets file for several")
         for a in args:
             host, port = parse_address(a)
-            t = Target(host, port, name=opts["name"] if len(args) == 1 and opts["name"]
-                       else "", modules=mods or resolve(["system", "interfaces"]))
+            t = Target(host, port, name=opts["name"] or "",
+                       modules=mods or resolve(["system", "interfaces"]))
             t = with_overrides(t, version=opts["version"], community=opts["community"],
                                user=opts["user"], level=opts["level"],
                                auth_protocol=opts["auth_protocol"],

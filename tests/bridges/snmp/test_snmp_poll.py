@@ -354,6 +354,8 @@ def test_bad_input_is_one_line_error(monbus, tmp_path):
     assert r.returncode != 0 and "Traceback" not in r.stderr
     r = monbus("snmp", "poll", "--once")
     assert "nothing to poll" in r.stderr
+    r = monbus("snmp", "poll", "--once", "--name", "x", "192.0.2.1", "192.0.2.2")
+    assert "--name names one ADDRESS" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_user_module_from_targets_file(snmpd, monbus, relay, subscribe, tmp_path):
