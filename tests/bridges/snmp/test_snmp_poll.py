@@ -476,3 +476,38 @@ def test_monbus_toml_snmp_poll_table(snmpd, monbus, relay, subscribe, tmp_path):
     lines = {ln.path: ln for ln in collect_polls(sub, 1)}
     assert lines["snmp.cfg.system.sysUpTime"].meta["sysname"] == "from-config"
     assert (tmp_path / "state.json").exists()
+
+
+def test_daemon_polls_each_module_on_its_own_interval(snmpd, relay, subscribe, tmp_path):
+    """A module with `interval = 1` is polled every second; the target's other modules
+    keep the target's interval (here: once in the test's lifetime)."""
+    import signal
+    import subprocess
+    from helpers import monbus_cmd
+    agent = snmpd()
+    f = tmp_path / "targets.toml"
+    f.write_text(f"""
+[[target]]
+name = "m"
+address = "127.0.0.1"
+port = {agent.port}
+interval = 3600
+modules = ["system", "fast"]
+
+[module.fast]
+interval = 1
+scalars = [{{ name = "tcpCurrEstab", oid = "1.3.6.1.2.1.6.9.0" }}]
+""")
+    sub = subscribe("snmp.**")
+    p = subprocess.Popen(monbus_cmd() + ["snmp", "poll", "--relay", relay.input, "--targets",
+                                         str(f)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = collect_polls(sub, 4, timeout=60)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=20)
+    assert p.returncode == 0, err
+    fast = [ln for ln in lines if ln.path == "snmp.m.fast.tcpCurrEstab"]
+    slow = [ln for ln in lines if ln.path == "snmp.m.system.sysUpTime"]
+    assert len(fast) >= 3 and len(slow) == 1, [ln.path for ln in lines]
