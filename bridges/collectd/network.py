@@ -336,7 +336,10 @@ class PacketParser:
 
     def _finish(self, res, insecure):
         if insecure:
-            res.count("insecure_parts", insecure)
+            need = "encrypted" if self.level == 2 else "signed or encrypted"
+            res.errors.append(PacketError(
+                "insecure", f"{insecure} part(s) not {need}, below security level "
+                f"{SECURITY_LEVELS[self.level]}; dropped"))
 
     def _signed(self, buf, pos, nxt, flags, depth, res) -> bool:
         """A Sign part.  True to go on with the parts after it (unverifiable at level none,

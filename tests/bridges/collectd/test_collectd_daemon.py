@@ -1,0 +1,155 @@
+"""A real collectd 5.12 sends to `monbus collectd listen` (SecurityLevel None, Sign and
+Encrypt); the same collectd writes the same values with its csv plugin, and every value that
+arrives on the bus must equal the csv one (path built independently from the csv file names
+and headers, time to the csv's millisecond)."""
+from __future__ import annotations
+
+import math
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import free_port, wait_for
+
+PLUGINS = """
+LoadPlugin cpu
+LoadPlugin load
+LoadPlugin memory
+LoadPlugin interface
+LoadPlugin df
+<Plugin df>
+  MountPoint "/"
+  IgnoreSelected false
+</Plugin>
+LoadPlugin csv
+<Plugin csv>
+  DataDir "{csv}"
+  StoreRates false
+</Plugin>
+"""
+
+NETWORK = """
+LoadPlugin network
+<Plugin network>
+  <Server "127.0.0.1" "{port}">
+{security}
+  </Server>
+</Plugin>
+"""
+
+
+def read_csv(csv_dir: Path) -> dict:
+    """{(expected monbus path, time in ms): value} from collectd's csv plugin files.
+
+    The path is built here from the csv layout alone (<host>/<plugin>[-<pi>]/<type>[-<ti>]-
+    <date>, header `epoch,<ds>...`), the way write_graphite names it."""
+    out = {}
+    for f in csv_dir.glob("*/*/*"):
+        host, pdir, fname = f.parts[-3:]
+        tname = fname[:-11]  # strip -YYYY-MM-DD
+        lines = f.read_text().splitlines()
+        if not lines:
+            continue
+        dss = lines[0].split(",")[1:]
+        base = "collectd.{}.{}.{}".format(*(x.replace(".", "_").replace(" ", "_")
+                                            for x in (host, pdir, tname)))
+        for row in lines[1:]:
+            cells = row.split(",")
+            if len(cells) != len(dss) + 1:
+                continue  # a row being written right now
+            ms = round(float(cells[0]) * 1000)
+            for ds, v in zip(dss, cells[1:]):
+                path = base if len(dss) == 1 else f"{base}.{ds}"
+                out[(path, ms)] = float(v)
+    return out
+
+
+def _receive(sub, want_rounds: int, timeout: float):
+    """Lines until every series was seen `want_rounds` times (at least 40 series)."""
+    got = []
+    seen: dict = {}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        lines = sub.recv_lines(0.5) or []
+        got.extend(lines)
+        for line in lines:
+            seen[line.path] = seen.get(line.path, 0) + 1
+        if len(seen) >= 40 and min(seen.values()) >= want_rounds:
+            return got
+    raise AssertionError(f"only {len(got)} lines, {len(seen)} series in {timeout}s")
+
+
+def _check_against_csv(got, csv_dir: Path):
+    def all_in_csv():
+        csv = read_csv(csv_dir)
+        return csv if all((line.path, round(line.timestamp * 1000)) in csv for line in got) \
+            else None
+    csv = wait_for(all_in_csv, timeout=15, what="every bus value in the csv files")
+    for line in got:
+        want = csv[(line.path, round(line.timestamp * 1000))]
+        # csv prints gauges with %lf (6 decimals); counters/derives exactly
+        assert math.isclose(line.value, want, rel_tol=1e-12, abs_tol=1e-6), (line, want)
+        assert line.meta["mtype"] in ("gauge", "derive", "counter", "absolute")
+        assert line.meta["interval"] == "1"
+    return csv
+
+
+SECURITY = {
+    "none": ("", "SecurityLevel None"),
+    "sign": ("monbus: pw for signing\n",
+             'SecurityLevel Sign\n    Username "monbus"\n    Password "pw for signing"'),
+    "encrypt": ("monbus: pw-encrypt:with:colons\n",
+                'SecurityLevel Encrypt\n    Username "monbus"\n'
+                '    Password "pw-encrypt:with:colons"'),
+}
+
+
+@pytest.mark.parametrize("level", ["none", "sign", "encrypt"])
+def test_real_collectd_values_equal_its_csv(level, relay, subscribe, tmp_path, start_collectd,
+                                            start_listener, collectd_host):
+    port = free_port(socket.SOCK_DGRAM)
+    authfile, security = SECURITY[level]
+    args = ["--listen", f"127.0.0.1:{port}", "--relay", relay.input, "--security-level", level]
+    if authfile:
+        (tmp_path / "auth").write_text("# users\nother: x\n" + authfile)
+        args += ["--auth-file", tmp_path / "auth"]
+    sub = subscribe("collectd.**")
+    listener, err = start_listener(*args)
+    csv_dir = tmp_path / "csv"
+    start_collectd(tmp_path, PLUGINS.format(csv=csv_dir)
+                   + NETWORK.format(port=port, security=security))
+    got = _receive(sub, 3, timeout=40)
+    host = collectd_host.replace(".", "_")
+    assert all(line.path.startswith(f"collectd.{host}.") for line in got)
+    paths = {line.path for line in got}
+    # multi-value types get their DS names from types.db, single-value ones none
+    assert {f"collectd.{host}.load.load.shortterm", f"collectd.{host}.load.load.midterm",
+            f"collectd.{host}.load.load.longterm", f"collectd.{host}.interface-lo.if_octets.rx",
+            f"collectd.{host}.interface-lo.if_octets.tx", f"collectd.{host}.memory.memory-used",
+            f"collectd.{host}.cpu-0.cpu-idle"} <= paths
+    assert any(p.startswith(f"collectd.{host}.df-root.df_complex-") for p in paths)
+    _check_against_csv(got, csv_dir)
+    assert "Traceback" not in err.read_text()
+
+
+def test_wrong_password_and_plain_packets_never_reach_the_bus(relay, subscribe, tmp_path,
+                                                              start_collectd, start_listener):
+    """A listener at level sign: collectd signing with a wrong password and a plain copy of
+    the same data are both refused (and logged), while a correct sender gets through."""
+    port = free_port(socket.SOCK_DGRAM)
+    (tmp_path / "auth").write_text("monbus: right\n")
+    sub = subscribe("collectd.**")
+    _, err = start_listener("--listen", f"127.0.0.1:{port}", "--relay", relay.input,
+                            "--security-level", "sign", "--auth-file", tmp_path / "auth")
+    bad = ('SecurityLevel Sign\n    Username "monbus"\n    Password "wrong"\n  </Server>\n'
+           f'  <Server "127.0.0.1" "{port}">\n    SecurityLevel None')
+    start_collectd(tmp_path, "LoadPlugin load\nLoadPlugin cpu\nLoadPlugin memory\n"
+                   "LoadPlugin interface\n" + NETWORK.format(port=port, security=bad))
+    wait_for(lambda: "does not verify" in err.read_text() and
+             "below security level sign" in err.read_text(),
+             timeout=30, what="the bad signature and the plain packet logged")
+    assert sub.recv_lines(1.5) is None  # nothing at all on the bus
+    text = err.read_text()
+    assert "right" not in text and "wrong" not in text.replace("does not verify", "")
