@@ -128,5 +128,7 @@ class GraphiteNaming:
             parts.append(f"{e(plugin)}{sep}{e(plugin_instance)}" if plugin_instance else e(plugin))
         if type_:
             parts.append(f"{e(type_)}{sep}{e(type_instance)}" if type_instance else e(type_))
+        elif type_instance:
+            parts.append(e(type_instance))
         parts.append("notification")
         return ".".join(parts)

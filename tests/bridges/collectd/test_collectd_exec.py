@@ -1,0 +1,95 @@
+"""A real collectd runs `monbus collectd exec` under its Exec plugin (as nobody) and stores
+bus lines with its csv plugin; a PUTNOTIF it prints becomes a collectd notification that the
+NotificationExec plugin hands to `monbus collectd notify`, back onto the bus."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from helpers import wait_for
+
+
+def _exec_line(cmd, *args) -> str:
+    return " ".join('"' + a.replace("\\", "\\\\").replace('"', '\\"') + '"'
+                    for a in ["nobody:nogroup", *cmd, *args])
+
+
+def _procs_with(marker: str) -> list[int]:
+    out = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if marker.encode() in cmdline and b"collectd\0exec" in cmdline:
+                out.append(int(pid))
+    return out
+
+
+def _csv_rows(path_glob) -> dict:
+    rows = {}
+    for f in path_glob:
+        for row in f.read_text().splitlines()[1:]:
+            t, v = row.split(",")[:2]
+            rows[round(float(t))] = float(v)
+    return rows
+
+
+def test_collectd_exec_stores_bus_lines_and_notifications_come_back(
+        relay, subscribe, open_tmp, start_collectd, nobody_monbus):
+    from monbus.core.bus import Sender
+    csv = open_tmp / "csv"
+    body = f"""
+LoadPlugin exec
+<Plugin exec>
+  Exec {_exec_line(nobody_monbus, "collectd", "exec", "--connect", relay.output, "app.**")}
+  NotificationExec {_exec_line(nobody_monbus, "collectd", "notify", "--relay", relay.input)}
+</Plugin>
+LoadPlugin csv
+<Plugin csv>
+  DataDir "{csv}"
+  StoreRates false
+</Plugin>
+"""
+    sub = subscribe("collectd.**")
+    collectd = start_collectd(open_tmp, body)
+    sender = Sender(relay.input)
+    sent: dict = {}
+    t0 = int(time.time()) - 1000
+
+    def stored():
+        # the exec program subscribes some time after collectd starts: keep publishing
+        # fresh values until collectd has written some of them
+        t = t0 + len(sent)
+        sent[t] = (len(sent) * 7, 20.5 + len(sent))
+        sender.add(f"app.web01.requests {sent[t][0]} {t} mtype=derive interval=5")
+        sender.add(f"app.web01.disk.temp {sent[t][1]} {t}")
+        sender.add(f"app.web01.http 2 {t} mtype=state output=CRITICAL%20-%20socket%20timeout")
+        sender.tick()
+        der = _csv_rows((csv / "web01" / "app").glob("derive-requests-*"))
+        gau = _csv_rows((csv / "web01" / "app").glob("gauge-disk.temp-*"))
+        return (der, gau) if len(der) >= 2 and len(gau) >= 2 else None
+
+    der, gau = wait_for(stored, timeout=40, interval=0.3, what="bus values in collectd's csv")
+    sender.close()
+    for t, v in der.items():
+        assert sent[t][0] == v
+    for t, v in gau.items():
+        assert sent[t][1] == v
+    # the PUTNOTIF went through collectd and its NotificationExec back to the bus
+    deadline = time.monotonic() + 20
+    notes = []
+    while not notes and time.monotonic() < deadline:
+        notes = [x for x in sub.recv_lines(0.5) or [] if x.path.endswith(".notification")]
+    assert notes, "no notification came back through NotificationExec"
+    n = notes[0]
+    assert n.path == "collectd.web01.app.http.notification"
+    assert n.value == 2 and n.meta == {"mtype": "state", "output": "CRITICAL - socket timeout"}
+    assert n.timestamp in sent
+    # collectd stops its exec children when it stops
+    assert _procs_with(relay.output)
+    collectd.terminate()
+    collectd.wait(15)
+    wait_for(lambda: not _procs_with(relay.output), timeout=15, what="the exec program to end")
