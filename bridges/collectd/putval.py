@@ -256,6 +256,7 @@ def _field(text: str) -> str:
 
 
 def _number(v: float) -> str:
+    v = float(v)
     return str(int(v)) if v.is_integer() and abs(v) < 1e16 else repr(v)
 
 
@@ -295,7 +296,7 @@ class PutvalFormatter:
         if mtype == "state":
             return self._putnotif(line, meta)
         type_ = MTYPE_TYPES.get(mtype, "gauge")
-        v = line.value
+        v = float(line.value)
         if type_ != "gauge" and not (v.is_integer() and (v >= 0 or type_ == "derive")):
             self.counts["as_gauge"] = self.counts.get("as_gauge", 0) + 1
             type_ = "gauge"
@@ -306,10 +307,12 @@ class PutvalFormatter:
             iv = self.interval
         opt = f" interval={_number(iv)}" if iv and iv > 0 and not math.isinf(iv) else ""
         value = _number(v) if type_ == "gauge" else str(int(v))
-        return f"PUTVAL {_quote(self._ident(line.series, type_))}{opt} {_number(line.timestamp)}:{value}"
+        return (f"PUTVAL {_quote(self._ident(line.series, type_))}{opt} "
+                f"{_number(float(line.timestamp))}:{value}")
 
     def _putnotif(self, line, meta) -> str:
-        code = int(line.value) if line.value.is_integer() else 3
+        v = float(line.value)
+        code = int(v) if v.is_integer() else 3
         severity = {0: "okay", 1: "warning"}.get(code, "failure")
         path, _, tags = line.series.partition(";")
         parts = path.split(".")
@@ -318,7 +321,7 @@ class PutvalFormatter:
         if tags:
             rest = f"{rest};{tags}" if rest else tags
         message = meta.get("output") or f"state {code}"
-        fields = [f"severity={severity}", f"time={_number(line.timestamp)}", f"host={host}",
+        fields = [f"severity={severity}", f"time={_number(float(line.timestamp))}", f"host={host}",
                   f"plugin={_field(parts[0]).replace('-', '_')}"]
         if rest:
             fields.append(f"type_instance={_quote(_field(rest))}")
