@@ -67,8 +67,6 @@ _MAX_DEPTH = 2        # Sign/Encrypt parts inside Encrypt parts: collectd never 
 _HEAD = struct.Struct(">HH")
 _U16 = struct.Struct(">H")
 _U64 = struct.Struct(">Q")
-_NAME_PARTS = {TYPE_HOST: 0, TYPE_PLUGIN: 1, TYPE_PLUGIN_INSTANCE: 2, TYPE_TYPE: 3,
-               TYPE_TYPE_INSTANCE: 4}
 _FLAG_SIGNED = 1
 _FLAG_ENCRYPTED = 2
 
@@ -175,23 +173,25 @@ class PacketParser:
 
     # -- the walk ------------------------------------------------------------------------
     def _string(self, raw: bytes, limit: int):
-        """A NUL-terminated string part payload -> str, or an error text."""
+        """A NUL-terminated string part payload -> (str, None) or (None, problem)."""
         if not raw or raw[-1] != 0:
             return None, "does not end with a NUL byte"
         if len(raw) > limit:
             return None, f"is longer than {limit - 1} bytes"
-        s = self._strings.get(raw)
-        if s is None:
-            s = raw[:raw.index(0)].decode("utf-8", "replace")
+        s = raw[:raw.index(0)].decode("utf-8", "replace")
+        if limit == _NAME_MAX:  # the cache holds valid names only (see _walk)
             if len(self._strings) > 50_000:
                 self._strings.clear()
             self._strings[raw] = s
         return s, None
 
     def _walk(self, buf: bytes, flags: int, depth: int, res: ParseResult) -> None:
-        # the running value list: host, plugin, plugin_instance, type, type_instance
-        # ('' = not set; None = its last part was bad, so values are dropped until reset)
-        names = ["", "", "", "", ""]
+        # Strategy: the parts are tested most frequent first (TIME_HR, VALUES, the names);
+        # valid name strings come from a cache keyed by their raw bytes; the flags (signed,
+        # encrypted) are fixed for one walk, so the security check is made once.  The
+        # running names are '' when not set and None after a bad part of that name, which
+        # drops the values until a good one resets it.
+        host = plugin = pinst = type_ = tinst = ""
         time = 0.0
         interval = 0.0
         severity = 0
@@ -199,37 +199,44 @@ class PacketParser:
         end = len(buf)
         head = _HEAD.unpack_from
         u64 = _U64.unpack_from
+        u16 = _U16.unpack_from
         unpackers = self._unpackers
+        strings = self._strings
         values_out = res.values
+        errors = res.errors
+        new_vl = tuple.__new__
+        level = self.level
+        accepted = not level or flags & (_FLAG_ENCRYPTED if level == 2
+                                         else _FLAG_ENCRYPTED | _FLAG_SIGNED)
         insecure = 0
         while end - pos >= 4:
             ptype, plen = head(buf, pos)
             if plen < 4 or plen > end - pos:
                 what = "0 (would loop forever)" if plen == 0 else str(plen)
-                res.errors.append(PacketError(
+                errors.append(PacketError(
                     "bad_part_length",
                     f"part type 0x{ptype:04x} at offset {pos} has length {what} but "
                     f"{end - pos} bytes remain; rest of datagram dropped: "
                     f"{hexdump(buf[pos:])}"))
                 return self._finish(res, insecure)
             nxt = pos + plen
+            if not accepted and ptype != TYPE_ENCR_AES256 and ptype != TYPE_SIGN_SHA256:
+                insecure += 1
+                pos = nxt
+                continue
+
+            if ptype == TYPE_TIME_HR and plen == 12:
+                time = u64(buf, pos + 4)[0] * _HR
+                pos = nxt
+                continue
 
             if ptype == TYPE_VALUES:
-                if self.level and not flags & (_FLAG_ENCRYPTED if self.level == 2
-                                               else _FLAG_ENCRYPTED | _FLAG_SIGNED):
-                    insecure += 1
-                    pos = nxt
-                    continue
-                if plen < 6:
-                    res.errors.append(PacketError("bad_values", f"VALUES part at offset {pos} "
-                                                  f"too short: {hexdump(buf[pos:nxt])}"))
-                    pos = nxt
-                    continue
-                n = _U16.unpack_from(buf, pos + 4)[0]
-                if n == 0 or plen != 6 + 9 * n:
-                    res.errors.append(PacketError(
-                        "bad_values", f"VALUES part at offset {pos} declares {n} values but "
-                        f"its length {plen} needs {6 + 9 * n}: {hexdump(buf[pos:nxt])}"))
+                n = u16(buf, pos + 4)[0] if plen >= 6 else -1
+                if n <= 0 or plen != 6 + 9 * n:
+                    errors.append(PacketError(
+                        "bad_values", f"VALUES part at offset {pos} declares {max(n, 0)} values "
+                        f"but its length {plen} needs {6 + 9 * max(n, 1)}: "
+                        f"{hexdump(buf[pos:nxt])}"))
                     pos = nxt
                     continue
                 kinds = buf[pos + 6:pos + 6 + n]
@@ -237,68 +244,67 @@ class PacketParser:
                 if unpack is None:
                     unpack = _unpacker(kinds)
                     if unpack is None:
-                        res.errors.append(PacketError(
+                        errors.append(PacketError(
                             "bad_values", f"VALUES part at offset {pos} has an unknown value "
                             f"kind in {kinds.hex()}: {hexdump(buf[pos:nxt])}"))
                         pos = nxt
                         continue
                     if len(unpackers) < 4096:
                         unpackers[kinds] = unpack
-                host, plugin, pinst, type_, tinst = names
-                if not host or not plugin or not type_ or pinst is None or tinst is None \
-                        or not time:
+                if host and plugin and type_ and time and pinst is not None \
+                        and tinst is not None:
+                    values_out.append(new_vl(ValueList, (host, plugin, pinst, type_, tinst, time,
+                                                         interval, kinds,
+                                                         unpack(buf, pos + 6 + n))))
+                else:
                     missing = [w for w, v in (("host", host), ("plugin", plugin),
                                               ("type", type_), ("time", time)) if not v]
                     missing += [w for w, v in (("plugin instance", pinst),
                                                ("type instance", tinst)) if v is None]
-                    res.errors.append(PacketError(
+                    errors.append(PacketError(
                         "incomplete_values", f"VALUES part at offset {pos} without a valid "
                         f"{', '.join(missing)}: {hexdump(buf[pos:nxt])}"))
-                    pos = nxt
-                    continue
-                values_out.append(ValueList(host, plugin, pinst, type_, tinst, time, interval,
-                                            kinds, unpack(buf, pos + 6 + n)))
+                pos = nxt
+                continue
+
+            if ptype <= TYPE_TYPE_INSTANCE and ptype != TYPE_TIME:
+                raw = buf[pos + 4:nxt]
+                s = strings.get(raw)
+                if s is None:
+                    s, problem = self._string(raw, _NAME_MAX)
+                    if problem:
+                        errors.append(PacketError(
+                            "bad_string", f"{_PART_NAMES[ptype]} part at offset {pos} {problem}: "
+                            f"{hexdump(buf[pos:nxt])}"))
+                if ptype == TYPE_TYPE_INSTANCE:
+                    tinst = s
+                elif ptype == TYPE_PLUGIN_INSTANCE:
+                    pinst = s
+                elif ptype == TYPE_TYPE:
+                    type_ = s
+                elif ptype == TYPE_PLUGIN:
+                    plugin = s
+                else:
+                    host = s
                 pos = nxt
                 continue
 
             if ptype == TYPE_ENCR_AES256:
                 self._encrypted(buf, pos, nxt, flags, depth, res)
-                pos = nxt
-                continue
-            if ptype == TYPE_SIGN_SHA256:
-                if self._signed(buf, pos, nxt, flags, depth, res):
-                    pos = nxt
-                    continue
-                return self._finish(res, insecure)
-            if self.level and not flags & (_FLAG_ENCRYPTED if self.level == 2
-                                           else _FLAG_ENCRYPTED | _FLAG_SIGNED):
-                insecure += 1
-                pos = nxt
-                continue
-
-            slot = _NAME_PARTS.get(ptype)
-            if slot is not None:
-                s, problem = self._string(buf[pos + 4:nxt], _NAME_MAX)
-                if problem:
-                    names[slot] = None
-                    res.errors.append(PacketError(
-                        "bad_string", f"{_PART_NAMES[ptype]} part at offset {pos} {problem}: "
-                        f"{hexdump(buf[pos:nxt])}"))
-                else:
-                    names[slot] = s
+            elif ptype == TYPE_SIGN_SHA256:
+                if not self._signed(buf, pos, nxt, flags, depth, res):
+                    return self._finish(res, insecure)
             elif ptype in (TYPE_TIME_HR, TYPE_TIME, TYPE_INTERVAL_HR, TYPE_INTERVAL,
                            TYPE_SEVERITY):
                 if plen != 12:
-                    res.errors.append(PacketError(
+                    errors.append(PacketError(
                         "bad_numeric", f"{_PART_NAMES[ptype]} part at offset {pos} has length "
                         f"{plen}, not 12: {hexdump(buf[pos:nxt])}"))
                     if ptype in (TYPE_TIME, TYPE_TIME_HR):
                         time = 0.0
                 else:
                     v = u64(buf, pos + 4)[0]
-                    if ptype == TYPE_TIME_HR:
-                        time = v * _HR
-                    elif ptype == TYPE_INTERVAL_HR:
+                    if ptype == TYPE_INTERVAL_HR:
                         interval = v * _HR
                     elif ptype == TYPE_TIME:
                         time = float(v)
@@ -308,7 +314,6 @@ class PacketParser:
                         severity = v
             elif ptype == TYPE_MESSAGE:
                 s, problem = self._string(buf[pos + 4:nxt], _MESSAGE_MAX)
-                host, plugin, pinst, type_, tinst = names
                 if problem:
                     problem = f"MESSAGE part at offset {pos} {problem}"
                 elif severity not in SEVERITY_STATE:
@@ -321,8 +326,8 @@ class PacketParser:
                         or tinst is None:
                     problem = "notification after a bad name part"
                 if problem:
-                    res.errors.append(PacketError("bad_notification",
-                                                  f"{problem}: {hexdump(buf[pos:nxt])}"))
+                    errors.append(PacketError("bad_notification",
+                                              f"{problem}: {hexdump(buf[pos:nxt])}"))
                 else:
                     res.notifications.append(Notification(host, plugin, pinst, type_, tinst,
                                                           time, severity, s))
@@ -330,7 +335,7 @@ class PacketParser:
                 res.count("unknown_parts")
             pos = nxt
         if pos != end:
-            res.errors.append(PacketError(
+            errors.append(PacketError(
                 "trailing_bytes", f"{end - pos} bytes after the last part: {hexdump(buf[pos:])}"))
         self._finish(res, insecure)
 
@@ -440,7 +445,8 @@ class LineMaker:
         self._cache: dict = {}
 
     def _plan(self, vl: ValueList, errors, counts):
-        """(series prefixes, annotation suffixes) for a value list, or None to drop it."""
+        """(series prefixes, annotation suffixes, any gauge) for a value list, or None to
+        drop it."""
         dss = self.typesdb.get(vl.type)
         n = len(vl.kinds)
         if dss is None:
@@ -460,37 +466,43 @@ class LineMaker:
         if len(series) == 1 and n > 1:  # unknown multi-value type: always name the DS
             series = tuple(f"{series[0]}.{x}" for x in names)
         iv = f" interval={format_number(vl.interval)}" if vl.interval else ""
-        return tuple(f"{s} " for s in series), tuple(f" mtype={m}{iv}" for m in mtypes)
+        return (tuple(f"{s} " for s in series), tuple(f" mtype={m}{iv}" for m in mtypes),
+                1 in vl.kinds)
 
     def lines(self, records, errors: list, counts: dict) -> list[str]:
         """Line texts for value lists; problems go to `errors` / `counts`."""
+        # Strategy: everything but the value and the time is precomputed per identifier
+        # (the plan), so a value costs one f-string; integer kinds format themselves.
         out = []
         append = out.append
         cache = self._cache
-        for vl in records:
-            key = (vl.host, vl.plugin, vl.plugin_instance, vl.type, vl.type_instance,
-                   vl.kinds, vl.interval)
+        for host, plugin, pinst, type_, tinst, ts, interval, kinds, values in records:
+            key = (host, plugin, pinst, type_, tinst, kinds, interval)
             plan = cache.get(key)
             if plan is None:
-                plan = self._plan(vl, errors, counts)
+                plan = self._plan(ValueList(*key[:5], ts, interval, kinds, values), errors,
+                                  counts)
                 if plan is None:
                     continue
                 if len(cache) > 200_000:
                     cache.clear()
                 cache[key] = plan
-            pres, sufs = plan
-            ts = vl.time
+            pres, sufs, gauges = plan
             ts = str(int(ts)) if ts.is_integer() else repr(ts)
-            i = 0
-            for v, k in zip(vl.values, vl.kinds):
+            if not gauges:
+                if len(values) == 1:
+                    append(f"{pres[0]}{values[0]} {ts}{sufs[0]}")
+                else:
+                    for pre, v, suf in zip(pres, values, sufs):
+                        append(f"{pre}{v} {ts}{suf}")
+                continue
+            for pre, v, suf, k in zip(pres, values, sufs, kinds):
                 if k == 1:
                     if v - v != 0.0:  # NaN (collectd's "U") or infinite
                         counts["nan_values"] = counts.get("nan_values", 0) + 1
-                        i += 1
                         continue
                     v = str(int(v)) if v.is_integer() and -1e16 < v < 1e16 else repr(v)
-                append(f"{pres[i]}{v} {ts}{sufs[i]}")
-                i += 1
+                append(f"{pre}{v} {ts}{suf}")
         return out
 
     def notification_line(self, n: Notification) -> str:
