@@ -120,9 +120,14 @@ def cli():
 @typesdb_options
 @naming_options
 @sender_options
+@click.option("--selfmetrics-interval", default=10.0, show_default=True,
+              type=click.FloatRange(min=0.1),
+              help="Seconds between self-metric publications (monbus.<host>.collectd.*: "
+                   "datagrams, lines, and every kind of drop).")
 def listen(listen, security_level, auth_file, typesdb, no_system_typesdb, prefix, postfix,
            escape_character, separate_instances, always_append_ds, preserve_separator,
-           drop_duplicate_fields, relay, spool, timeout, curve_server_key, curve_secret):
+           drop_duplicate_fields, relay, spool, timeout, curve_server_key, curve_secret,
+           selfmetrics_interval):
     """Receive collectd's network plugin (UDP) and put its values on the bus.
 
     Paths are the ones collectd's write_graphite makes with the same options:
@@ -202,7 +207,9 @@ def listen(listen, security_level, auth_file, typesdb, no_system_typesdb, prefix
     log.info("listening on %s (security level %s, types.db %s)", addrs, security_level,
              ", ".join(db.loaded) or "built-in")
     click.echo(f"monbus collectd listen: {addrs} -> {relay}", err=True)
-    stats = run_daemon(sender, counters, sockets, on_readable, on_tick)
+    stats = run_daemon(sender, counters, sockets, on_readable, on_tick,
+                       tick_interval=min(1.0, selfmetrics_interval / 2),
+                       selfmetrics_interval=selfmetrics_interval)
     for s in sockets:
         s.close()
     if stats["lost_lines"]:

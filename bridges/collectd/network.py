@@ -192,6 +192,7 @@ class PacketParser:
         # running names are '' when not set and None after a bad part of that name, which
         # drops the values until a good one resets it.
         host = plugin = pinst = type_ = tinst = ""
+        names = ["", None, "", "", "", ""]  # indexed by part type 0..5 (1 is TIME)
         time = 0.0
         interval = 0.0
         severity = 0
@@ -276,16 +277,8 @@ class PacketParser:
                         errors.append(PacketError(
                             "bad_string", f"{_PART_NAMES[ptype]} part at offset {pos} {problem}: "
                             f"{hexdump(buf[pos:nxt])}"))
-                if ptype == TYPE_TYPE_INSTANCE:
-                    tinst = s
-                elif ptype == TYPE_PLUGIN_INSTANCE:
-                    pinst = s
-                elif ptype == TYPE_TYPE:
-                    type_ = s
-                elif ptype == TYPE_PLUGIN:
-                    plugin = s
-                else:
-                    host = s
+                names[ptype] = s
+                host, _, plugin, pinst, type_, tinst = names
                 pos = nxt
                 continue
 

@@ -141,8 +141,10 @@ def test_wrong_password_and_plain_packets_never_reach_the_bus(relay, subscribe, 
     port = free_port(socket.SOCK_DGRAM)
     (tmp_path / "auth").write_text("monbus: right\n")
     sub = subscribe("collectd.**")
+    selfm = subscribe("monbus.**")
     _, err = start_listener("--listen", f"127.0.0.1:{port}", "--relay", relay.input,
-                            "--security-level", "sign", "--auth-file", tmp_path / "auth")
+                            "--security-level", "sign", "--auth-file", tmp_path / "auth",
+                            "--selfmetrics-interval", "1")
     bad = ('SecurityLevel Sign\n    Username "monbus"\n    Password "wrong"\n  </Server>\n'
            f'  <Server "127.0.0.1" "{port}">\n    SecurityLevel None')
     start_collectd(tmp_path, "LoadPlugin load\nLoadPlugin cpu\nLoadPlugin memory\n"
@@ -151,5 +153,14 @@ def test_wrong_password_and_plain_packets_never_reach_the_bus(relay, subscribe, 
              "below security level sign" in err.read_text(),
              timeout=30, what="the bad signature and the plain packet logged")
     assert sub.recv_lines(1.5) is None  # nothing at all on the bus
+    # ... and the drops are published as self-metrics
+    counts: dict = {}
+
+    def counted():
+        for line in selfm.recv_lines(0.5) or []:
+            counts[line.path.rsplit(".", 1)[1]] = line.value
+        return counts.get("bad_signature", 0) > 0 and counts.get("insecure", 0) > 0
+    wait_for(counted, timeout=15, what="bad_signature and insecure self-metrics")
+    assert counts["datagrams"] >= 2 and counts.get("lines", 0) == 0
     text = err.read_text()
     assert "right" not in text and "wrong" not in text.replace("does not verify", "")
