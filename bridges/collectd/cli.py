@@ -46,6 +46,13 @@ def naming_options(f):
     return f
 
 
+store_rates_option = click.option(
+    "--store-rates", is_flag=True,
+    help="write_graphite's StoreRates: publish counter, derive and absolute values as "
+         "per-second rates (mtype=gauge) instead of raw values.  Off by default: raw values "
+         "with their mtype lose nothing.")
+
+
 def typesdb_options(f):
     """--typesdb FILE (repeatable) and --no-system-typesdb."""
     f = click.option("--no-system-typesdb", is_flag=True,
@@ -119,6 +126,7 @@ def cli():
                    "Needed to verify signed and decrypt encrypted packets.")
 @typesdb_options
 @naming_options
+@store_rates_option
 @sender_options
 @click.option("--selfmetrics-interval", default=10.0, show_default=True,
               type=click.FloatRange(min=0.1),
@@ -126,8 +134,8 @@ def cli():
                    "datagrams, lines, and every kind of drop).")
 def listen(listen, security_level, auth_file, typesdb, no_system_typesdb, prefix, postfix,
            escape_character, separate_instances, always_append_ds, preserve_separator,
-           drop_duplicate_fields, relay, spool, timeout, curve_server_key, curve_secret,
-           selfmetrics_interval):
+           drop_duplicate_fields, store_rates, relay, spool, timeout, curve_server_key,
+           curve_secret, selfmetrics_interval):
     """Receive collectd's network plugin (UDP) and put its values on the bus.
 
     Paths are the ones collectd's write_graphite makes with the same options:
@@ -154,7 +162,8 @@ def listen(listen, security_level, auth_file, typesdb, no_system_typesdb, prefix
     naming = _make_naming(prefix, postfix, escape_character, separate_instances,
                           always_append_ds, preserve_separator, drop_duplicate_fields)
     db = _make_typesdb(typesdb, no_system_typesdb)
-    decoder = NetworkDecoder(db, naming, security_level, auth.lookup if auth else None)
+    decoder = NetworkDecoder(db, naming, security_level, auth.lookup if auth else None,
+                             store_rates)
     sockets = []
     for host, port in listen:
         try:
@@ -315,11 +324,12 @@ def _notification_line(naming, n) -> str:
 @click.argument("file", type=click.File("r", encoding="utf-8", errors="replace"), default="-")
 @typesdb_options
 @naming_options
+@store_rates_option
 @sender_options
 @click.option("--quiet", "-q", is_flag=True, help="Do not report bad lines on stderr.")
 def putval(file, typesdb, no_system_typesdb, prefix, postfix, escape_character,
            separate_instances, always_append_ds, preserve_separator, drop_duplicate_fields,
-           relay, spool, timeout, curve_server_key, curve_secret, quiet):
+           store_rates, relay, spool, timeout, curve_server_key, curve_secret, quiet):
     """Read PUTVAL / PUTNOTIF lines (exec plugin / unixsock text) from FILE or stdin onto the bus.
 
     Data-source names and kinds come from types.db, as in collectd.  Exits 1 if bad lines
@@ -330,7 +340,7 @@ def putval(file, typesdb, no_system_typesdb, prefix, postfix, escape_character,
     naming = _make_naming(prefix, postfix, escape_character, separate_instances,
                           always_append_ds, preserve_separator, drop_duplicate_fields)
     db = _make_typesdb(typesdb, no_system_typesdb)
-    maker = LineMaker(db, naming)
+    maker = LineMaker(db, naming, store_rates)
     sender = make_sender(relay, spool, timeout, curve_server_key, curve_secret)
     bad = 0
     counts: dict = {}

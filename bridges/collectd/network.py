@@ -432,10 +432,13 @@ class LineMaker:
     (collectd's "unknown" value) cannot be a monbus value: they are dropped and counted.
     """
 
-    def __init__(self, typesdb: TypesDB | None = None, naming: GraphiteNaming | None = None):
+    def __init__(self, typesdb: TypesDB | None = None, naming: GraphiteNaming | None = None,
+                 store_rates: bool = False):
         self.typesdb = typesdb if typesdb is not None else TypesDB()
         self.naming = naming or GraphiteNaming()
+        self.store_rates = store_rates
         self._cache: dict = {}
+        self._last: dict = {}  # StoreRates: series -> (raw value, time)
 
     def _plan(self, vl: ValueList, errors, counts):
         """(series prefixes, annotation suffixes, any gauge) for a value list, or None to
@@ -459,8 +462,11 @@ class LineMaker:
         if len(series) == 1 and n > 1:  # unknown multi-value type: always name the DS
             series = tuple(f"{series[0]}.{x}" for x in names)
         iv = f" interval={format_number(vl.interval)}" if vl.interval else ""
+        rates = None
+        if self.store_rates and any(m != "gauge" for m in mtypes):
+            rates, mtypes = mtypes, ("gauge",) * n
         return (tuple(f"{s} " for s in series), tuple(f" mtype={m}{iv}" for m in mtypes),
-                1 in vl.kinds)
+                1 in vl.kinds, rates)
 
     def lines(self, records, errors: list, counts: dict) -> list[str]:
         """Line texts for value lists; problems go to `errors` / `counts`."""
@@ -480,8 +486,12 @@ class LineMaker:
                 if len(cache) > 200_000:
                     cache.clear()
                 cache[key] = plan
-            pres, sufs, gauges = plan
+            pres, sufs, gauges, rates = plan
+            t = ts
             ts = str(int(ts)) if ts.is_integer() else repr(ts)
+            if rates is not None:
+                self._rate_lines(pres, sufs, rates, values, t, ts, append, counts)
+                continue
             if not gauges:
                 if len(values) == 1:
                     append(f"{pres[0]}{values[0]} {ts}{sufs[0]}")
@@ -497,6 +507,44 @@ class LineMaker:
                     v = str(int(v)) if v.is_integer() and -1e16 < v < 1e16 else repr(v)
                 append(f"{pre}{v} {ts}{suf}")
         return out
+
+    def _rate_lines(self, pres, sufs, rates, values, t, ts, append, counts):
+        """write_graphite's StoreRates (collectd's uc_update): counter, derive and absolute
+        values become per-second rates against the previous value of the same series.  The
+        first value of a series has no rate (write_graphite writes `nan`): counted in
+        `rate_first`.  A value not newer than the last one is dropped (`rate_too_old`), as
+        collectd's cache drops it."""
+        last = self._last
+        if len(last) > 200_000:
+            last.clear()
+        for pre, suf, kind, v in zip(pres, sufs, rates, values):
+            if kind == "gauge":
+                if v - v != 0.0:
+                    counts["nan_values"] = counts.get("nan_values", 0) + 1
+                    continue
+                append(f"{pre}{format_number(float(v))} {ts}{suf}")
+                continue
+            prev = last.get(pre)
+            if prev is not None and t <= prev[1]:
+                counts["rate_too_old"] = counts.get("rate_too_old", 0) + 1
+                continue
+            last[pre] = (v, t)
+            if prev is None:
+                counts["rate_first"] = counts.get("rate_first", 0) + 1
+                continue
+            pv, pt = prev
+            if kind == "absolute":
+                diff = v
+            elif kind == "counter" and v < pv:
+                # a counter wrap: collectd assumes 32 bits if the old value fitted in 32
+                diff = ((1 << 32) if pv <= 0xFFFFFFFF else (1 << 64)) - pv + v
+            else:
+                diff = v - pv
+            rate = diff / (t - pt)
+            if rate - rate != 0.0:
+                counts["nan_values"] = counts.get("nan_values", 0) + 1
+                continue
+            append(f"{pre}{format_number(rate)} {ts}{suf}")
 
     def notification_line(self, n: Notification) -> str:
         """The availability line of a notification (mtype=state, message in `output`)."""
@@ -514,9 +562,9 @@ class NetworkDecoder:
     """
 
     def __init__(self, typesdb: TypesDB | None = None, naming: GraphiteNaming | None = None,
-                 security_level: str = "none", password_of=None):
+                 security_level: str = "none", password_of=None, store_rates: bool = False):
         self.parser = PacketParser(security_level, password_of)
-        self.maker = LineMaker(typesdb, naming)
+        self.maker = LineMaker(typesdb, naming, store_rates)
         self.counts: dict[str, int] = {}
 
     def decode(self, data: bytes) -> tuple[list[str], list[PacketError]]:

@@ -189,3 +189,24 @@ def test_golden_lines(golden):
     assert sorted(got) == sorted(want)
     for line in lines:
         decode(line)  # every line is valid monbus syntax
+
+
+def test_store_rates_equals_write_graphite_rates():
+    """--store-rates against the 2nd write_graphite node of the same run (StoreRates true):
+    every rate equals write_graphite's (printed with %f); its `nan` first values are the
+    ones monbus counts in rate_first instead of publishing."""
+    naming = GraphiteNaming(prefix="collectd2.", separate_instances=True, always_append_ds=True)
+    dec = NetworkDecoder(TYPESDB, naming, store_rates=True)
+    lines, errors = _decode_all(D / "collectd512_local_plain.pcap", dec)
+    assert errors == []
+    ours = {(x.path, round(x.timestamp)): x for x in map(decode, lines)}
+    wg = {}
+    for row in (D / "collectd512_write_graphite_rates_separate_instances.txt").open():
+        p, v, t = row.split()
+        wg[(p, int(t))] = v
+    real = {k: float(v) for k, v in wg.items() if v != "nan"}
+    assert set(ours) == set(real)
+    for k, v in real.items():
+        assert math.isclose(ours[k].value, v, rel_tol=1e-6, abs_tol=1e-6), (k, ours[k], v)
+        assert ours[k].meta["mtype"] == "gauge"
+    assert dec.counts["rate_first"] == len(wg) - len(real) == 48

@@ -280,3 +280,20 @@ def test_fuzz_round_trip_any_names_give_valid_lines(host, plugin, pinst, type_, 
         assert len(lines) == len(values)
         for line, v in zip(map(decode, lines), values):
             assert line.value == float(v) and line.path.startswith("collectd.")
+
+
+def test_store_rates_counter_wrap_and_old_values():
+    dec = NetworkDecoder(DB, store_rates=True)
+
+    def rate(kind_code, type_, value, t):
+        lines, _ = dec.decode(encode_values("h", "p", "", type_, "", t, 1, [kind_code], [value]))
+        return [decode(x).value for x in lines]
+    assert rate(0, "counter", 2 ** 32 - 10, T) == []          # first value: no rate yet
+    assert rate(0, "counter", 5, T + 3) == [5.0]              # 32-bit wrap: 15 in 3 s
+    assert rate(0, "counter", 5, T + 3) == []                 # not newer: dropped
+    assert rate(2, "derive", -10, T) == []
+    assert rate(2, "derive", -40, T + 10) == [-3.0]           # derive may go down
+    assert rate(3, "absolute", 50, T) == []
+    assert rate(3, "absolute", 50, T + 5) == [10.0]
+    assert rate(1, "gauge", 7.5, T) == [7.5]                  # gauges unchanged
+    assert dec.counts["rate_first"] == 3 and dec.counts["rate_too_old"] == 1
