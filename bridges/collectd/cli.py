@@ -271,7 +271,7 @@ def exec_(patterns, connect, curve_server_key, curve_secret, local_host):
                 cmd = fmt.format(line)
                 if cmd is not None:
                     out.write(cmd + "\n")
-            out.flush()
+                    out.flush()  # collectd reads line by line: never leave one buffered
     except BrokenPipeError:
         pass  # collectd closed the pipe: a normal end
     finally:

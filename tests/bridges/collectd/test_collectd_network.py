@@ -297,3 +297,14 @@ def test_store_rates_counter_wrap_and_old_values():
     assert rate(3, "absolute", 50, T + 5) == [10.0]
     assert rate(1, "gauge", 7.5, T) == [7.5]                  # gauges unchanged
     assert dec.counts["rate_first"] == 3 and dec.counts["rate_too_old"] == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from([nw.TYPE_SIGN_SHA256, nw.TYPE_ENCR_AES256]), st.binary(max_size=300),
+       st.sampled_from(["none", "sign", "encrypt"]))
+def test_fuzz_security_parts_never_raise(ptype, payload, level):
+    lines, errors, _ = run(part(ptype, payload) + GOOD, security_level=level,
+                           password_of={b"alice": b"12345678", b"": b""}.get)
+    # garbage in a security part never lets the plain parts after it through above level none
+    if level != "none":
+        assert lines == []
