@@ -29,11 +29,13 @@ def _procs_with(marker: str) -> list[int]:
 
 
 def _csv_rows(path_glob) -> dict:
+    """{time: value} of collectd csv files (complete rows only: collectd may be writing)."""
     rows = {}
     for f in path_glob:
-        for row in f.read_text().splitlines()[1:]:
+        text = f.read_text()
+        for row in text[:text.rfind("\n") + 1].splitlines()[1:]:
             t, v = row.split(",")[:2]
-            rows[round(float(t))] = float(v)
+            rows[round(float(t))] = (float(v), row)
     return rows
 
 
@@ -74,10 +76,10 @@ LoadPlugin csv
 
     der, gau = wait_for(stored, timeout=40, interval=0.3, what="bus values in collectd's csv")
     sender.close()
-    for t, v in der.items():
-        assert sent[t][0] == v
-    for t, v in gau.items():
-        assert sent[t][1] == v
+    for t, (v, row) in der.items():
+        assert t in sent and sent[t][0] == v, (row, der)
+    for t, (v, row) in gau.items():
+        assert t in sent and sent[t][1] == v, (row, gau)
     # the PUTNOTIF went through collectd and its NotificationExec back to the bus
     deadline = time.monotonic() + 20
     notes = []
