@@ -146,6 +146,7 @@ def listen(listen, security_level, auth_file, typesdb, no_system_typesdb, prefix
     from monbus.core.options import bind_udp, run_daemon
     from monbus.core.selfmetrics import Counters
 
+    from .kerneldrops import kernel_drops, socket_inodes
     from .network import NetworkDecoder
     from .security import AuthFile, AuthFileError
 
@@ -171,6 +172,7 @@ def listen(listen, security_level, auth_file, typesdb, no_system_typesdb, prefix
         except ValueError:
             group = None
         sockets.append(bind_udp(host, port, multicast_group=group))
+    inodes = socket_inodes(sockets)
     sender = make_sender(relay, spool, timeout, curve_server_key, curve_secret)
     counters = Counters("collectd")
     errlog = _ErrorLog()
@@ -208,6 +210,9 @@ def listen(listen, security_level, auth_file, typesdb, no_system_typesdb, prefix
             counters.values[k] = v
         if auth is not None:
             counters.values["auth_file_reloads"] = auth.reloads
+        drops = kernel_drops(inodes)
+        if drops is not None:
+            counters.values["kernel_drops"] = drops
         if time.monotonic() - last_metrics[0] >= 10:
             last_metrics[0] = time.monotonic()
             errlog.reset()

@@ -164,5 +164,6 @@ def test_wrong_password_and_plain_packets_never_reach_the_bus(relay, subscribe, 
         return counts.get("bad_signature", 0) > 0 and counts.get("insecure", 0) > 0
     wait_for(counted, timeout=15, what="bad_signature and insecure self-metrics")
     assert counts["datagrams"] >= 2 and counts.get("lines", 0) == 0
+    assert counts["kernel_drops"] == 0  # read from /proc/net/udp for the listener's socket
     text = err.read_text()
     assert "right" not in text and "wrong" not in text.replace("does not verify", "")

@@ -202,6 +202,31 @@ def test_real_signed_and_encrypted_vectors():
     assert lines == [] and [e.kind for e in errors] == ["bad_signature"]
 
 
+def test_kernel_drops_are_read_from_proc():
+    import socket
+
+    from monbus.bridges.collectd.kerneldrops import kernel_drops, parse_proc_net_udp, socket_inodes
+    sample = ("  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  "
+              "timeout inode ref pointer drops\n"
+              " 1902: 0100007F:8E36 00000000:0000 07 00000000:00000000 00:00000000 00000000     0"
+              "        0 110188 2 00000000264251c8 17\n"
+              " 2357: 0100007F:CFFD 00000000:0000 07 00000000:00000000 00:00000000 00000000     0"
+              "        0 111548 2 00000000987f003b 5\n")
+    assert parse_proc_net_udp(sample, {110188}) == 17
+    assert parse_proc_net_udp(sample, {110188, 111548}) == 22
+    assert parse_proc_net_udp("garbage", {1}) == 0
+    # a real socket with the smallest buffer, never read: the kernel drops and counts
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)
+        s.bind(("127.0.0.1", 0))
+        inodes = socket_inodes([s])
+        assert kernel_drops(inodes) == 0
+        for _ in range(500):
+            c.sendto(b"x" * 1000, s.getsockname())
+        assert kernel_drops(inodes) > 0
+
+
 # --- naming ---------------------------------------------------------------------------------
 def test_naming_options():
     n = GraphiteNaming()
