@@ -281,6 +281,10 @@ def exec_(patterns, connect, curve_server_key, curve_secret, local_host):
         pass  # collectd closed the pipe: a normal end
     finally:
         sub.close()
+    if sub.gaps.gaps or sub.stats["bad_lines"]:
+        # collectd's exec plugin logs what its programs write on stderr
+        click.echo(f"monbus collectd exec: {sub.gaps.gaps} bus messages lost (sequence gaps), "
+                   f"{sub.stats['bad_lines']} bad lines skipped", err=True)
     try:
         sys.stdout.close()
     except BrokenPipeError:
