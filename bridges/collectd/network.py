@@ -210,7 +210,12 @@ class PacketParser:
         accepted = not level or flags & (_FLAG_ENCRYPTED if level == 2
                                          else _FLAG_ENCRYPTED | _FLAG_SIGNED)
         insecure = 0
-        while end - pos >= 4:
+        hr = _HR
+        last = end - 4
+        # part type numbers are literals in this loop (constants are cheaper than globals):
+        # 8 TIME_HR, 6 VALUES, 0-5 HOST/TIME/PLUGIN/PLUGIN_INSTANCE/TYPE/TYPE_INSTANCE,
+        # 0x0200 SIGN_SHA256, 0x0210 ENCR_AES256
+        while pos <= last:
             ptype, plen = head(buf, pos)
             if plen < 4 or plen > end - pos:
                 what = "0 (would loop forever)" if plen == 0 else str(plen)
@@ -221,17 +226,17 @@ class PacketParser:
                     f"{hexdump(buf[pos:])}"))
                 return self._finish(res, insecure)
             nxt = pos + plen
-            if not accepted and ptype != TYPE_ENCR_AES256 and ptype != TYPE_SIGN_SHA256:
+            if not accepted and ptype != 0x0210 and ptype != 0x0200:
                 insecure += 1
                 pos = nxt
                 continue
 
-            if ptype == TYPE_TIME_HR and plen == 12:
-                time = u64(buf, pos + 4)[0] * _HR
+            if ptype == 8 and plen == 12:
+                time = u64(buf, pos + 4)[0] * hr
                 pos = nxt
                 continue
 
-            if ptype == TYPE_VALUES:
+            if ptype == 6:
                 n = u16(buf, pos + 4)[0] if plen >= 6 else -1
                 if n <= 0 or plen != 6 + 9 * n:
                     errors.append(PacketError(
@@ -268,7 +273,7 @@ class PacketParser:
                 pos = nxt
                 continue
 
-            if ptype <= TYPE_TYPE_INSTANCE and ptype != TYPE_TIME:
+            if ptype <= 5 and ptype != 1:
                 raw = buf[pos + 4:nxt]
                 s = strings.get(raw)
                 if s is None:
@@ -327,7 +332,7 @@ class PacketParser:
             else:
                 res.count("unknown_parts")
             pos = nxt
-        if pos != end:
+        if pos < end:
             errors.append(PacketError(
                 "trailing_bytes", f"{end - pos} bytes after the last part: {hexdump(buf[pos:])}"))
         self._finish(res, insecure)
