@@ -333,3 +333,17 @@ def test_fuzz_security_parts_never_raise(ptype, payload, level):
     # garbage in a security part never lets the plain parts after it through above level none
     if level != "none":
         assert lines == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=400))
+def test_fuzz_text_files_never_raise(text):
+    """types.db, AuthFile and /proc/net/udp parsers take any text."""
+    from monbus.bridges.collectd.kerneldrops import parse_proc_net_udp
+    from monbus.bridges.collectd.security import parse_authfile
+    types, errors = parse_typesdb(text)
+    for dss in types.values():
+        assert dss and all(ds.kind in ("gauge", "counter", "derive", "absolute") for ds in dss)
+    for user, password in parse_authfile(text).items():
+        assert user and b"\n" not in user + password
+    assert parse_proc_net_udp(text, {1, 2}) >= 0
