@@ -126,6 +126,10 @@ class Sender:
         self.spool = Spool(spool, spool_max_bytes) if spool else None
         self._pending: dict[str, list] = {}      # topic -> [lines, nbytes, first_add_time]
         self._unacked: dict[int, tuple] = {}     # seq -> (sent_at, topic, body, nlines)
+        # When the relay stops acknowledging (down, restarting), new messages go straight to
+        # the spool instead of blocking the caller; one message a second probes the relay.
+        self._suspect = False
+        self._next_probe = 0.0
         self.counters = counters
         self.stats = {"lines": 0, "messages": 0, "acked_lines": 0, "spooled_lines": 0,
                       "lost_lines": 0, "bad_lines": 0}
@@ -140,6 +144,17 @@ class Sender:
             p = self._pending[topic] = [[], 0, time.monotonic()]
         p[0].append(text)
         p[1] += len(text) + 1
+        if p[1] >= self.batch_bytes:
+            self._send(topic, p)
+            del self._pending[topic]
+
+    def add_many(self, topic: str, lines: list[str]) -> None:
+        """Queue already-validated lines that all belong to `topic`."""
+        p = self._pending.get(topic)
+        if p is None:
+            p = self._pending[topic] = [[], 0, time.monotonic()]
+        p[0].extend(lines)
+        p[1] += sum(map(len, lines)) + len(lines)
         if p[1] >= self.batch_bytes:
             self._send(topic, p)
             del self._pending[topic]
@@ -160,12 +175,18 @@ class Sender:
         body = "\n".join(p[0]).encode("utf-8")
         nlines = len(p[0])
         self.stats["lines"] += nlines
+        tb = topic.encode("utf-8")
+        if self._suspect:
+            now = time.monotonic()
+            if now < self._next_probe:
+                self._to_spool(tb, body, nlines)
+                return
+            self._next_probe = now + 1.0
         # flow control: never more than `window` messages in flight
         if len(self._unacked) >= self.window:
             self._wait_acks(lambda: len(self._unacked) < self.window, self.timeout)
         self.seq += 1
         seq = self.seq
-        tb = topic.encode("utf-8")
         try:
             self.sock.send_multipart([tb, pack_header(self.id, seq), body],
                                      flags=zmq.NOBLOCK, copy=len(body) < 65536)
@@ -191,6 +212,7 @@ class Sender:
             except zmq.Again:
                 return
             if len(frames) >= 2 and frames[0] == ACK:
+                self._suspect = False
                 for raw in frames[1:]:
                     if len(raw) == 8:
                         rec = self._unacked.pop(struct.unpack("!Q", raw)[0], None)
@@ -226,6 +248,8 @@ class Sender:
             if force or sent < limit:
                 del self._unacked[seq]
                 self._to_spool(tb, body, n)
+                self._suspect = True
+                self.stats["timeouts"] = self.stats.get("timeouts", 0) + 1
 
     def tick(self) -> None:
         """Read acks, flush batches past the latency bound, spool what timed out."""

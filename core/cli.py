@@ -31,7 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 DEFAULT_CONFIG = "/etc/monbus/monbus.toml"
-# top-level keys of the config file: defaults for the shared options of every command
+# keys of the config file's [global] table: defaults for the shared options of every command
 SHARED_KEYS = ("relay", "connect", "spool", "timeout", "curve_server_key", "curve_secret",
                "log_level")
 
@@ -41,8 +41,8 @@ class ConfigError(click.ClickException):
 
 
 def load_config(path: str | None) -> dict:
-    """Read the TOML config; return the click default_map.  Shared top-level keys become
-    MONBUS_* environment defaults (never overriding the real environment)."""
+    """Read the TOML config; return the click default_map.  The keys of its [global] table
+    become MONBUS_* environment defaults (never overriding the real environment)."""
     explicit = path is not None
     path = path or os.environ.get("MONBUS_CONFIG") or DEFAULT_CONFIG
     if not os.path.exists(path):
@@ -60,17 +60,22 @@ def load_config(path: str | None) -> dict:
         return {k.replace("-", "_"): (norm(v) if isinstance(v, dict) else v) for k, v in d.items()}
 
     data = norm(data)
+    shared = data.pop("global", {})
+    if not isinstance(shared, dict):
+        raise ConfigError(f"{path}: 'global' must be a table")
+    for key, value in shared.items():
+        if key not in SHARED_KEYS:
+            raise ConfigError(f"{path}: unknown key {key!r} in [global] "
+                              f"(shared keys: {', '.join(SHARED_KEYS)})")
+        env = "MONBUS_" + key.upper()
+        if env not in os.environ:
+            os.environ[env] = ",".join(value) if isinstance(value, list) else str(value)
     out = {}
     for key, value in data.items():
-        if isinstance(value, dict):
-            out[key] = value
-        elif key in SHARED_KEYS:
-            env = "MONBUS_" + key.upper()
-            if env not in os.environ:
-                os.environ[env] = ",".join(value) if isinstance(value, list) else str(value)
-        else:
-            raise ConfigError(f"{path}: unknown top-level key {key!r} "
-                              f"(shared keys: {', '.join(SHARED_KEYS)}; or a [command] table)")
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: unknown top-level key {key!r} (put shared options "
+                              f"in [global], per-command ones in a [command] table)")
+        out[key] = value
     return out
 
 

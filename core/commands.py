@@ -23,10 +23,10 @@ def _size(ctx, param, value):
 
 
 @click.command()
-@click.option("--input", "inputs", multiple=True, envvar="MONBUS_RELAY_INPUT", callback=_comma_list,
+@click.option("--input", "input", multiple=True, envvar="MONBUS_RELAY_INPUT", callback=_comma_list,
               help="Endpoint senders connect to; repeatable [default: tcp://127.0.0.1:7701; "
                    "env MONBUS_RELAY_INPUT].")
-@click.option("--output", "outputs", multiple=True, envvar="MONBUS_RELAY_OUTPUT",
+@click.option("--output", "output", multiple=True, envvar="MONBUS_RELAY_OUTPUT",
               callback=_comma_list,
               help="Endpoint subscribers connect to; repeatable [default: tcp://127.0.0.1:7702; "
                    "env MONBUS_RELAY_OUTPUT].  Use tcp://0.0.0.0:7702 with CURVE across hosts.")
@@ -47,7 +47,7 @@ def _size(ctx, param, value):
                    "gets nothing [env MONBUS_RELAY_CURVE_CLIENTS].")
 @click.option("--selfmetrics-interval", default=10.0, show_default=True, type=float,
               help="Seconds between self-metric publications (monbus.<host>.relay.*).")
-def relay(inputs, outputs, spool, spool_max, hold, curve_secret, curve_clients,
+def relay(input, output, spool, spool_max, hold, curve_secret, curve_clients,  # noqa: A002
           selfmetrics_interval):
     """Forward lines from this host's bridges to any number of subscribers.
 
@@ -58,7 +58,7 @@ def relay(inputs, outputs, spool, spool_max, hold, curve_secret, curve_clients,
     from .relay import DEFAULT_INPUT, DEFAULT_OUTPUT, Relay
     from .spool import SpoolError
     try:
-        r = Relay(inputs or [DEFAULT_INPUT], outputs or [DEFAULT_OUTPUT], spool,
+        r = Relay(input or [DEFAULT_INPUT], output or [DEFAULT_OUTPUT], spool,
                   spool_max_bytes=spool_max, hold=hold, curve_secret=curve_secret,
                   curve_clients=curve_clients, selfmetrics_interval=selfmetrics_interval)
     except (BusError, SpoolError) as e:
@@ -100,39 +100,29 @@ def send(lines, relay, spool, timeout, curve_server_key, curve_secret, prefix, q
     1 if bad lines were skipped (each is reported); 3 if data could not be delivered nor
     spooled (no --spool and no relay).
     """
-    from .line import LineError, decode
+    from .line import group_by_topic
     sender = make_sender(relay, spool, timeout, curve_server_key, curve_secret)
     bad = 0
-    first_error = None
-    add = sender.add
     pre = (prefix.rstrip(".") + ".") if prefix else ""
 
-    def feed(text_lines):
-        nonlocal bad, first_error
-        for raw in text_lines:
-            if not raw:
-                continue
-            if raw[-1] == "\r":
-                raw = raw[:-1]
-            if pre:
-                raw = pre + raw
-            try:
-                line = decode(raw)
-            except LineError as e:
-                bad += 1
-                if first_error is None:
-                    first_error = e
-                if not quiet and bad <= 10:
-                    click.echo(f"monbus send: skipped: {e}", err=True)
-                continue
-            add(raw, line.topic)
+    def feed(text):
+        nonlocal bad
+        if pre:
+            text = "\n".join(pre + x for x in text.split("\n") if x)
+        errors = []
+        for topic, good in group_by_topic(text, errors).items():
+            sender.add_many(topic, good)
+        for e in errors:
+            bad += 1
+            if not quiet and bad <= 10:
+                click.echo(f"monbus send: skipped: {e}", err=True)
         sender.tick()
 
     if lines:
-        feed([x for arg in lines for x in arg.split("\n")])
+        feed("\n".join(lines))
     else:
         for chunk in _read_stdin_chunks():
-            feed(chunk.decode("utf-8", "replace").split("\n"))
+            feed(chunk.decode("utf-8", "replace"))
     stats = sender.close()
     if stats["lost_lines"]:
         click.echo(f"monbus send: {stats['lost_lines']} lines not acknowledged by {relay} "

@@ -12,6 +12,7 @@ cache of names already known to be valid.  The hot path of `decode` is then one 
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 import re
 from typing import Iterable, Iterator, NamedTuple
@@ -86,13 +87,12 @@ _PATH_RE = re.compile(rf"[^{_WS_CTRL}.;]+(?:\.[^{_WS_CTRL}.;]+)*\Z")
 _TAG_KEY_RE = re.compile(rf"[^{_WS_CTRL};!^=]+\Z")
 _TAG_VALUE_RE = re.compile(rf"[^{_WS_CTRL};~][^{_WS_CTRL};]*\Z")
 _ANN_KEY_RE = re.compile(r"[a-z][a-z0-9_]*\Z")
-_NUMBER_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\Z")
+_NUMBER_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
 # Annotation values: everything outside this set is percent-encoded (UTF-8).
 _ANN_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
                       b"-_.~:/@+,;!*()[]{}<>|^$#'?&\"\\`")
 _PCT = {b: (chr(b) if b in _ANN_SAFE else f"%{b:02X}") for b in range(256)}
 _MAX_SERIES = 4096
-_END = frozenset("0123456789.")
 
 _valid_series: dict[str, str] = {}  # series -> topic, for names already validated
 _CACHE_MAX = 200_000
@@ -146,14 +146,17 @@ def topic_of(series: str) -> str:
 
 
 def _number(field: str, what: str, text) -> float:
-    try:
-        v = float(field)
-    except ValueError:
-        raise LineError(f"{what} is not a number", text) from None
-    if v - v != 0.0:  # NaN or +-inf
-        raise LineError(f"{what} is not finite", text)
+    # float() also reads '1_000', ' 1', 'Infinity' and non-ASCII digits; the spec does not
+    if not field:
+        raise LineError(f"empty {what}", text)
     if not _NUMBER_RE.match(field):
-        raise LineError(f"{what} is not a plain number", text)
+        low = field.lower().lstrip("+-")
+        if low in ("nan", "inf", "infinity"):
+            raise LineError(f"{what} is not finite", text)
+        raise LineError(f"{what} is not a number", text)
+    v = float(field)
+    if v - v != 0.0:  # 1e999
+        raise LineError(f"{what} is not finite", text)
     return v
 
 
@@ -193,9 +196,61 @@ def _quote_ann(value: str) -> str:
     return "".join(_PCT[c] for c in b)
 
 
+_tnew = tuple.__new__
+_NUMCH = "0123456789.eE+-"
+_BIG = 1.7976931348623157e308
+_KNOWN_KEYS = frozenset({"mtype", "unit", "warn", "crit", "min", "max", "interval", "output"})
+
+
 def decode(text: str) -> Line:
     """Decode one line (without its newline).  Raises LineError naming the problem."""
+    # Hot path: a known series and plain numbers.  Anything unusual falls through to
+    # _decode_checked, which re-does the work slowly and names the exact problem.
     fields = text.split(" ")
+    if len(fields) >= 3:
+        series, f1, f2 = fields[0], fields[1], fields[2]
+        if series in _valid_series and not f1.strip(_NUMCH) and not f2.strip(_NUMCH):
+            try:
+                value = float(f1)
+                ts = float(f2)
+            except ValueError:
+                pass
+            else:
+                if -_BIG <= value <= _BIG and 0 <= ts <= _BIG:
+                    if len(fields) == 3:
+                        return _tnew(Line, (series, value, ts, None))
+                    meta = _annotations(fields, text)
+                    if meta is not None:
+                        return _tnew(Line, (series, value, ts, meta))
+    return _decode_checked(text, fields)
+
+
+_ann_cache: dict[str, dict] = {}  # annotation text -> parsed (they repeat: "mtype=derive unit=B")
+
+
+def _annotations(fields: list, text: str) -> dict | None:
+    """Annotations of a line, or None if any is malformed (the slow path explains)."""
+    tail = text[len(fields[0]) + len(fields[1]) + len(fields[2]) + 3:]
+    meta = _ann_cache.get(tail)
+    if meta is not None:
+        return meta.copy()
+    meta = {}
+    for ann in fields[3:]:
+        key, eq, val = ann.partition("=")
+        if not eq or key in meta or (key not in _KNOWN_KEYS and not _ANN_KEY_RE.match(key)):
+            return None
+        meta[key] = _unquote(val, text) if "%" in val else val
+    mtype = meta.get("mtype")
+    if mtype is not None and mtype not in MTYPES:
+        return None
+    if len(tail) < 200:  # long texts (plugin output) rarely repeat
+        if len(_ann_cache) >= 10_000:
+            _ann_cache.clear()
+        _ann_cache[tail] = meta.copy()
+    return meta
+
+
+def _decode_checked(text: str, fields: list) -> Line:
     nf = len(fields)
     if nf < 3:
         if not text.strip():
@@ -204,25 +259,10 @@ def decode(text: str) -> Line:
     series = fields[0]
     if series not in _valid_series:
         _check_series(series, text)
-    try:
-        value = float(fields[1])
-        ts = float(fields[2])
-    except ValueError:
-        value = _number(fields[1], "value", text)
-        ts = _number(fields[2], "timestamp", text)
-    if value - value != 0.0:
-        raise LineError("value is not finite", text)
-    if ts - ts != 0.0:
-        raise LineError("timestamp is not finite", text)
+    value = _number(fields[1], "value", text)
+    ts = _number(fields[2], "timestamp", text)
     if ts < 0:
         raise LineError("timestamp is negative", text)
-    # float() also reads '1_000', 'Infinity' and non-ASCII digits; the spec does not
-    f1 = fields[1]
-    if f1[-1] not in _END or "_" in f1 or not f1.isascii():
-        _number(f1, "value", text)
-    f2 = fields[2]
-    if f2[-1] not in _END or "_" in f2 or not f2.isascii():
-        _number(f2, "timestamp", text)
     if nf == 3:
         return Line(series, value, ts)
     meta = {}
@@ -274,22 +314,93 @@ def encode(line: Line) -> str:
     return out
 
 
+_CTRL_WS = ("\t", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x1f")
+
+
 def decode_batch(text: str, errors: list | None = None) -> list[Line]:
-    """Decode many lines; a bad line is appended to `errors` (as LineError) and skipped."""
+    """Decode many lines; a bad line is appended to `errors` (as LineError) and skipped.
+
+    Strategy: what float() accepts beyond the spec (non-ASCII digits, surrounding whitespace,
+    underscores) is ruled out once for the whole text where possible, so the per-line hot
+    path is a split, a dict lookup and two float() calls; timestamps, which repeat within a
+    batch, are parsed once per distinct string.
+    """
+    # The cyclic GC would scan the young tuples this loop makes every 700 allocations;
+    # none of them can be part of a cycle, so it is paused for the loop.
+    gc_was_on = gc.isenabled()
+    if gc_was_on:
+        gc.disable()
+    try:
+        return _decode_batch(text, errors, None)
+    finally:
+        if gc_was_on:
+            gc.enable()
+
+
+def group_by_topic(text: str, errors: list | None = None) -> dict[str, list[str]]:
+    """Validate many lines and group the good ones, as text, by bus topic (for senders);
+    a bad line is appended to `errors` and skipped."""
+    grouped: dict[str, list[str]] = {}
+    _decode_batch(text, errors, grouped)
+    return grouped
+
+
+def _decode_batch(text: str, errors: list | None, grouped: dict | None) -> list[Line]:
     out = []
     append = out.append
+    valid = _valid_series
+    clean = text.isascii() and not any(c in text for c in _CTRL_WS)
+    underscores = "_" in text
+    tsc: dict[str, float] = {}
+    lists: dict[str, list] = {}  # series -> its topic's list in `grouped`
     for raw in text.split("\n"):
-        if not raw:
+        fields = raw.split(" ")
+        nf = len(fields)
+        if clean and nf >= 3:
+            series, f1, f2 = fields[0], fields[1], fields[2]
+            if series in valid and not (underscores and ("_" in f1 or "_" in f2)):
+                ts = tsc.get(f2)
+                try:
+                    value = float(f1)
+                    if ts is None:
+                        ts = float(f2)
+                        if 0 <= ts <= _BIG:
+                            tsc[f2] = ts
+                        else:
+                            ts = None
+                except ValueError:
+                    ts = None
+                if ts is not None and -_BIG <= value <= _BIG:
+                    if grouped is not None:
+                        if nf == 3 or _annotations(fields, raw) is not None:
+                            g = lists.get(series)
+                            if g is None:
+                                g = lists[series] = grouped.setdefault(valid[series], [])
+                            g.append(raw)
+                            continue
+                    elif nf == 3:
+                        append(_tnew(Line, (series, value, ts, None)))
+                        continue
+                    else:
+                        meta = _annotations(fields, raw)
+                        if meta is not None:
+                            append(_tnew(Line, (series, value, ts, meta)))
+                            continue
+        if not raw or (raw[-1] == "\r" and len(raw) == 1):
             continue
-        if raw[-1] == "\r":
+        if raw[-1] == "\r":  # CRLF input
             raw = raw[:-1]
-            if not raw:
-                continue
         try:
-            append(decode(raw))
+            line = decode(raw)
         except LineError as e:
             if errors is not None:
                 errors.append(e)
+            continue
+        if grouped is None:
+            append(line)
+        else:
+            grouped.setdefault(_valid_series.get(line.series) or topic_of(line.series),
+                               []).append(raw)
     return out
 
 

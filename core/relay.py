@@ -160,7 +160,7 @@ class Relay:
                 continue
             nlines = body.count(b"\n") + 1 if body else 0
             self.publish(topic, body, nlines)
-            self.spool.remove(name)
+            self.spool.remove(name, size)
             self.counters.inc("lines_drained", nlines)
             done += 1
         self._spool_index[:0] = keep
@@ -204,8 +204,9 @@ class Relay:
                     self._handle_input(frames)
             now = time.monotonic()
             if now >= next_drain:
+                # nothing to drain: look again in a while (a new subscription looks at once)
                 if self.drain() == 0:
-                    next_drain = now + 0.5
+                    next_drain = now + (2.0 if self.hold else 0.5)
             if now >= next_metrics:
                 next_metrics = now + self.interval
                 self.publish_selfmetrics(time.time())

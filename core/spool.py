@@ -36,6 +36,10 @@ class Spool:
         self.dropped_lines = 0
         self.dropped_bytes = 0
         self.written = 0
+        # running estimate of the directory's size, so that a write does not list the
+        # directory; re-read from disk every few seconds (other processes write here too)
+        self._size: int | None = None
+        self._size_at = 0.0
         try:
             os.makedirs(directory, exist_ok=True)
         except OSError as e:
@@ -47,7 +51,12 @@ class Spool:
         name = f"{time.time_ns():020d}-{os.getpid()}-{next(_counter)}{SUFFIX}"
         tmp = os.path.join(self.dir, "." + name + ".tmp")
         data = topic + b"\n" + body
-        self.make_room(len(data))
+        now = time.monotonic()
+        if self._size is None or now - self._size_at > 5.0:
+            self._size = self.size()
+            self._size_at = now
+        if self.max_bytes and self._size + len(data) > self.max_bytes:
+            self.make_room(len(data))
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
             try:
@@ -67,6 +76,7 @@ class Spool:
                 pass
             raise SpoolError(f"cannot write spool file in {self.dir!r}: {e.strerror}") from None
         self.written += 1
+        self._size += len(data)
         return name
 
     # -- reading -------------------------------------------------------------------------
@@ -108,11 +118,13 @@ class Spool:
         topic, _, body = data.partition(b"\n")
         return topic, body
 
-    def remove(self, name: str) -> None:
+    def remove(self, name: str, size: int = 0) -> None:
         try:
             os.unlink(os.path.join(self.dir, name))
         except FileNotFoundError:
-            pass
+            return
+        if self._size is not None:
+            self._size = max(0, self._size - size)
 
     def make_room(self, incoming: int, listing: list | None = None) -> None:
         """Drop the oldest messages until `incoming` more bytes fit under max_bytes."""
@@ -125,10 +137,12 @@ class Spool:
             name, size = files[i]
             i += 1
             msg = self.read(name)
-            self.remove(name)
+            self.remove(name, size)
             total -= size
             self.dropped_messages += 1
             self.dropped_bytes += size
             if msg is not None:
                 self.dropped_lines += msg[1].count(b"\n") + 1
         del files[:i]
+        self._size = total - incoming
+        self._size_at = time.monotonic()
