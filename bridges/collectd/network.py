@@ -192,7 +192,6 @@ class PacketParser:
         # running names are '' when not set and None after a bad part of that name, which
         # drops the values until a good one resets it.
         host = plugin = pinst = type_ = tinst = ""
-        names = ["", None, "", "", "", ""]  # indexed by part type 0..5 (1 is TIME)
         time = 0.0
         interval = 0.0
         severity = 0
@@ -282,8 +281,16 @@ class PacketParser:
                         errors.append(PacketError(
                             "bad_string", f"{_PART_NAMES[ptype]} part at offset {pos} {problem}: "
                             f"{hexdump(buf[pos:nxt])}"))
-                names[ptype] = s
-                host, _, plugin, pinst, type_, tinst = names
+                if ptype == 5:
+                    tinst = s
+                elif ptype == 3:
+                    pinst = s
+                elif ptype == 4:
+                    type_ = s
+                elif ptype == 2:
+                    plugin = s
+                else:
+                    host = s
                 pos = nxt
                 continue
 
