@@ -157,6 +157,9 @@ def listen(listen, security_level, auth_file, typesdb, no_system_typesdb, prefix
             auth = AuthFile(auth_file)
         except AuthFileError as e:
             raise click.ClickException(str(e)) from None
+        if os.stat(auth_file).st_mode & 0o077:
+            log.warning("AuthFile %s is readable by other users: it holds passwords "
+                        "(chmod 600 it)", auth_file)
     elif security_level != "none":
         raise click.ClickException(f"--security-level {security_level} needs --auth-file "
                                    f"(the users and passwords to check packets with)")

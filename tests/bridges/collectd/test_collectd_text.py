@@ -198,6 +198,7 @@ def test_listen_rereads_its_authfile(relay, subscribe, start_listener, tmp_path)
     port = free_port(socket.SOCK_DGRAM)
     auth = tmp_path / "auth"
     auth.write_text("alice: one\n")
+    auth.chmod(0o644)  # too open: warned about at start
     _, err = start_listener("--listen", f"127.0.0.1:{port}", "--relay", relay.input,
                             "--security-level", "sign", "--auth-file", auth)
     packet = sign_packet(encode_values("h", "p", "", "gauge", "", time.time(), 1, [1], [42.0]),
@@ -205,6 +206,7 @@ def test_listen_rereads_its_authfile(relay, subscribe, start_listener, tmp_path)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.sendto(packet, ("127.0.0.1", port))
         wait_for(lambda: "unknown user 'bob'" in err.read_text(), what="bob refused")
+        assert "readable by other users" in err.read_text()
         auth.write_text("alice: one\nbob: two\n")
 
         def arrived():
