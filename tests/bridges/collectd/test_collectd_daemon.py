@@ -59,8 +59,10 @@ def read_csv(csv_dir: Path) -> dict:
                                             for x in (host, pdir, tname)))
         for row in lines[1:]:
             cells = row.split(",")
-            if len(cells) != len(dss) + 1:
-                continue  # a row being written right now
+            if len(cells) != len(dss) + 1 or len(cells[0]) < 14:
+                # not a whole row: collectd's csv plugin can write its header over the first
+                # row when two of its write threads create the same file at once
+                continue
             ms = round(float(cells[0]) * 1000)
             for ds, v in zip(dss, cells[1:]):
                 path = base if len(dss) == 1 else f"{base}.{ds}"

@@ -4,6 +4,7 @@ NotificationExec plugin hands to `monbus collectd notify`, back onto the bus."""
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
@@ -28,14 +29,22 @@ def _procs_with(marker: str) -> list[int]:
     return out
 
 
+# collectd's csv plugin races with itself when two write threads get values for a file that
+# does not exist yet: one creates it with fopen("w") and writes the header on fclose, over
+# the first row the other thread appended meanwhile ("epoch,value\n" + "00,21.500000").
+# Only rows that start with a whole csv timestamp are values.
+_ROW = re.compile(r"(\d{9,}\.\d{3}),([-+0-9.e]+)\Z")
+
+
 def _csv_rows(path_glob) -> dict:
     """{time: value} of collectd csv files (complete rows only: collectd may be writing)."""
     rows = {}
     for f in path_glob:
         text = f.read_text()
-        for row in text[:text.rfind("\n") + 1].splitlines()[1:]:
-            t, v = row.split(",")[:2]
-            rows[round(float(t))] = (float(v), row)
+        for row in text[:text.rfind("\n") + 1].splitlines():
+            m = _ROW.match(row)
+            if m:
+                rows[round(float(m[1]))] = (float(m[2]), row)
     return rows
 
 
@@ -89,10 +98,11 @@ LoadPlugin csv
 
     der, gau = wait_for(stored, timeout=40, interval=0.3, what="bus values in collectd's csv")
     sender.close()
+    raw = {f.name: f.read_bytes() for f in (csv / "web01" / "app").iterdir()}
     for t, (v, row) in der.items():
-        assert t in sent and sent[t][0] == v, (row, der)
+        assert t in sent and sent[t][0] == v, (row, der, raw)
     for t, (v, row) in gau.items():
-        assert t in sent and sent[t][1] == v, (row, gau)
+        assert t in sent and sent[t][1] == v, (row, gau, raw)
     # the PUTNOTIF went through collectd and its NotificationExec back to the bus
     # (and through the network plugin to the listener: both give the same line)
     deadline = time.monotonic() + 30
