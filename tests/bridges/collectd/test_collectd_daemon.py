@@ -87,17 +87,30 @@ def _receive(sub, want_rounds: int, timeout: float):
 
 
 def _check_against_csv(got, csv_dir: Path):
+    def missing_from(csv):
+        # a value older than the first whole row of its file may be the row collectd's csv
+        # plugin overwrote with the header (see read_csv): the only one allowed to be absent
+        first: dict = {}
+        for path, ms in csv:
+            first[path] = min(ms, first.get(path, ms))
+        return [line for line in got if (line.path, round(line.timestamp * 1000)) not in csv
+                and round(line.timestamp * 1000) >= first.get(line.path, 1 << 62)]
+
     def all_in_csv():
         csv = read_csv(csv_dir)
-        return csv if all((line.path, round(line.timestamp * 1000)) in csv for line in got) \
-            else None
+        return csv if csv and not missing_from(csv) else None
     csv = wait_for(all_in_csv, timeout=30, interval=0.2, what="every bus value in the csv files")
+    checked = 0
     for line in got:
-        want = csv[(line.path, round(line.timestamp * 1000))]
+        want = csv.get((line.path, round(line.timestamp * 1000)))
+        if want is None:
+            continue
         # csv prints gauges with %lf (6 decimals); counters/derives exactly
         assert math.isclose(line.value, want, rel_tol=1e-12, abs_tol=1e-6), (line, want)
         assert line.meta["mtype"] in ("gauge", "derive", "counter", "absolute")
         assert line.meta["interval"] == "1"
+        checked += 1
+    assert checked >= len(got) - len({line.path for line in got}) and checked > 50
     return csv
 
 
