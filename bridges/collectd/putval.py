@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from typing import NamedTuple
 
 from .network import Notification, ValueList
 from .typesdb import KINDS, TypesDB

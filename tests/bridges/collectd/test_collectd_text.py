@@ -16,7 +16,7 @@ from monbus.bridges.collectd.network import encode_values, sign_packet
 from monbus.bridges.collectd.putval import (PutvalFormatter, TextError, parse_notification_text,
                                             parse_putnotif, parse_putval, split_fields)
 from monbus.bridges.collectd.typesdb import TypesDB
-from monbus.core.line import Line, decode
+from monbus.core.line import Line
 
 DB = TypesDB()
 NOW = 1700000100.0
