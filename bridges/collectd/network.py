@@ -56,7 +56,6 @@ SECURITY_LEVELS = ("none", "sign", "encrypt")
 
 #: notification severities (collectd NOTIF_*) -> monbus availability state
 SEVERITY_STATE = {4: 0, 2: 1, 1: 2}
-SEVERITY_NAMES = {1: "FAILURE", 2: "WARNING", 4: "OKAY"}
 
 _NAME_MAX = 128       # DATA_MAX_NAME_LEN, with the NUL
 _MESSAGE_MAX = 256    # NOTIF_MAX_MSG_LEN, with the NUL

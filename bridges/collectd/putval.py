@@ -26,7 +26,6 @@ from .network import Notification, ValueList
 from .typesdb import KINDS, TypesDB
 
 _SEVERITY_BY_NAME = {"failure": 1, "warning": 2, "okay": 4}
-_SEVERITY_NAME = {1: "failure", 2: "warning", 4: "okay"}
 _NAME_MAX = 127   # DATA_MAX_NAME_LEN without the NUL
 
 
@@ -327,7 +326,3 @@ class PutvalFormatter:
         fields.append(f"message={_quote(message.replace(chr(10), ' '))}")
         return "PUTNOTIF " + " ".join(fields)
 
-
-def format_severity(severity: int) -> str:
-    """collectd's severity name (failure, warning, okay)."""
-    return _SEVERITY_NAME[severity]
