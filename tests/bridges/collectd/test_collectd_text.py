@@ -215,3 +215,33 @@ def test_listen_rereads_its_authfile(relay, subscribe, start_listener, tmp_path)
         [line] = wait_for(arrived, timeout=15, what="bob accepted after the AuthFile changed")
     assert line.path == "collectd.h.p.gauge" and line.value == 42
     assert "two" not in err.read_text()
+
+
+def test_listener_survives_garbage_and_keeps_the_good_data(relay, subscribe, start_listener):
+    """Bad datagrams between good ones: every good value arrives, the process lives on, and
+    the bad ones are counted in the self-metrics."""
+    import random
+    sub = subscribe("collectd.**")
+    selfm = subscribe("monbus.**")
+    port = free_port(socket.SOCK_DGRAM)
+    proc, err = start_listener("--listen", f"127.0.0.1:{port}", "--relay", relay.input,
+                               "--selfmetrics-interval", "1")
+    good = read_pcap(str(DATA / "collectd" / "collectd512_local_plain.pcap"))
+    rnd = random.Random(5)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for p in good:
+            s.sendto(bytes(rnd.getrandbits(8) for _ in range(rnd.randrange(1, 300))),
+                     ("127.0.0.1", port))
+            s.sendto(b"\x00\x00\x00\x00" * 3, ("127.0.0.1", port))  # zero-length parts
+            s.sendto(p, ("127.0.0.1", port))
+    got = collect(sub, 350, timeout=20)
+    assert len({(x.path, x.timestamp) for x in got}) == 350
+    counts: dict = {}
+
+    def counted():
+        for line in selfm.recv_lines(0.5) or []:
+            counts[line.path.rsplit(".", 1)[1]] = line.value
+        return counts.get("datagrams", 0) >= 30
+    wait_for(counted, timeout=15, what="self-metrics of 30 datagrams")
+    assert counts["bad_datagrams"] >= 10 and counts["bad_part_length"] >= 10
+    assert proc.poll() is None and "Traceback" not in err.read_text()
