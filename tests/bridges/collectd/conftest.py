@@ -103,7 +103,7 @@ def start_collectd(procs):
         p = procs.start([COLLECTD, "-C", conf, "-f"], stdout=open(d / "collectd.out", "w"),
                         stderr=subprocess.STDOUT)
         wait_for(lambda: (d / "collectd.log").exists() or p.poll() is not None,
-                 what="collectd start")
+                 timeout=30, what="collectd start")
         assert p.poll() is None, (d / "collectd.out").read_text()
         return p
     return start
@@ -117,7 +117,7 @@ def start_listener(procs, tmp_path):
         p = procs.start(monbus_cmd() + ["--log-level", "info", "collectd", "listen", *args],
                         stdout=subprocess.DEVNULL, stderr=open(err, "w"))
         wait_for(lambda: "monbus collectd listen:" in err.read_text() or p.poll() is not None,
-                 what="listener bound")
+                 timeout=30, what="listener bound")
         assert p.poll() is None, err.read_text()
         return p, err
     return start

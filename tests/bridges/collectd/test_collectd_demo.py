@@ -7,6 +7,6 @@ def test_demo_feed(relay, subscribe):
     sub = subscribe("collectd.**")
     n = feed(relay.input, None)
     assert n == 350
-    got = collect(sub, n)
+    got = collect(sub, n, timeout=30)
     assert {x.path for x in got} >= {"collectd.cdhost_monbus_example.load.load.shortterm",
                                       "collectd.cdhost_monbus_example.interface-lo.if_octets.rx"}

@@ -138,7 +138,7 @@ def test_putval_command(relay, subscribe, monbus, tmp_path):
                  'PUTNOTIF severity=okay time=1700000000 host=web01 plugin=load message="back"\n')
     r = monbus("collectd", "putval", f, "--relay", relay.input)
     assert r.returncode == 1 and "line 3" in r.stderr and "oops" in r.stderr
-    got = sorted(collect(sub, 3), key=lambda x: x.path)
+    got = sorted(collect(sub, 3, timeout=30), key=lambda x: x.path)
     assert [(x.path, x.value, x.timestamp) for x in got] == [
         ("collectd.web01.interface-eth0.if_octets.rx", 100, 1700000000),
         ("collectd.web01.interface-eth0.if_octets.tx", 200, 1700000000),
@@ -150,7 +150,7 @@ def test_notify_command(relay, subscribe, monbus):
     sub = subscribe("collectd.**")
     r = monbus("collectd", "notify", "--relay", relay.input, input=NOTIFICATION)
     assert r.returncode == 0, r.stderr
-    [line] = collect(sub, 1)
+    [line] = collect(sub, 1, timeout=30)
     assert line.path == "collectd.web_01.ping.ping-10_0_0_1.notification"
     assert line.value == 2 and line.timestamp == 1700000000.25
     assert line.meta["output"].startswith("Host web.01")
@@ -187,7 +187,7 @@ def test_listen_replays_a_real_capture_over_ipv4_and_ipv6(relay, subscribe, star
                 s6.sendto(p, ("::1", p6))
             else:
                 s4.sendto(p, ("127.0.0.1", p4))
-    got = collect(sub, 350, timeout=20)
+    got = collect(sub, 350, timeout=30)
     want = [row.split() for row in (DATA / "collectd" / "collectd512_write_graphite_raw.txt").open()]
     assert sorted((x.path, x.value, round(x.timestamp)) for x in got) == \
         sorted((p, float(v), int(t)) for p, v, t in want)
@@ -205,14 +205,14 @@ def test_listen_rereads_its_authfile(relay, subscribe, start_listener, tmp_path)
                          "bob", "two")
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.sendto(packet, ("127.0.0.1", port))
-        wait_for(lambda: "unknown user 'bob'" in err.read_text(), what="bob refused")
+        wait_for(lambda: "unknown user 'bob'" in err.read_text(), timeout=30, what="bob refused")
         assert "readable by other users" in err.read_text()
         auth.write_text("alice: one\nbob: two\n")
 
         def arrived():
             s.sendto(packet, ("127.0.0.1", port))
             return sub.recv_lines(0.3)
-        [line] = wait_for(arrived, timeout=15, what="bob accepted after the AuthFile changed")
+        [line] = wait_for(arrived, timeout=30, what="bob accepted after the AuthFile changed")
     assert line.path == "collectd.h.p.gauge" and line.value == 42
     assert "two" not in err.read_text()
 
@@ -234,7 +234,7 @@ def test_listener_survives_garbage_and_keeps_the_good_data(relay, subscribe, sta
                      ("127.0.0.1", port))
             s.sendto(b"\x00\x00\x00\x00" * 3, ("127.0.0.1", port))  # zero-length parts
             s.sendto(p, ("127.0.0.1", port))
-    got = collect(sub, 350, timeout=20)
+    got = collect(sub, 350, timeout=30)
     assert len({(x.path, x.timestamp) for x in got}) == 350
     counts: dict = {}
 
@@ -242,6 +242,6 @@ def test_listener_survives_garbage_and_keeps_the_good_data(relay, subscribe, sta
         for line in selfm.recv_lines(0.5) or []:
             counts[line.path.rsplit(".", 1)[1]] = line.value
         return counts.get("datagrams", 0) >= 30
-    wait_for(counted, timeout=15, what="self-metrics of 30 datagrams")
+    wait_for(counted, timeout=30, what="self-metrics of 30 datagrams")
     assert counts["bad_datagrams"] >= 10 and counts["bad_part_length"] >= 10
     assert proc.poll() is None and "Traceback" not in err.read_text()
