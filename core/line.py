@@ -219,7 +219,7 @@ def decode(text: str) -> Line:
                 if -_BIG <= value <= _BIG and 0 <= ts <= _BIG:
                     if len(fields) == 3:
                         return _tnew(Line, (series, value, ts, None))
-                    meta = _annotations(fields, text)
+                    meta = _annotations(text[len(series) + len(f1) + len(f2) + 3:], text)
                     if meta is not None:
                         return _tnew(Line, (series, value, ts, meta))
     return _decode_checked(text, fields)
@@ -228,18 +228,23 @@ def decode(text: str) -> Line:
 _ann_cache: dict[str, dict] = {}  # annotation text -> parsed (they repeat: "mtype=derive unit=B")
 
 
-def _annotations(fields: list, text: str) -> dict | None:
-    """Annotations of a line, or None if any is malformed (the slow path explains)."""
-    tail = text[len(fields[0]) + len(fields[1]) + len(fields[2]) + 3:]
+def _annotations(tail: str, text: str) -> dict | None:
+    """The annotations `tail` (the text after the timestamp) of line `text`, or None if any
+    is malformed (the slow path explains)."""
     meta = _ann_cache.get(tail)
     if meta is not None:
         return meta.copy()
     meta = {}
-    for ann in fields[3:]:
+    for ann in tail.split(" "):
         key, eq, val = ann.partition("=")
         if not eq or key in meta or (key not in _KNOWN_KEYS and not _ANN_KEY_RE.match(key)):
             return None
-        meta[key] = _unquote(val, text) if "%" in val else val
+        if "%" in val:
+            try:
+                val = _unquote(val, text)
+            except LineError:
+                return None
+        meta[key] = val
     mtype = meta.get("mtype")
     if mtype is not None and mtype not in MTYPES:
         return None
@@ -372,7 +377,8 @@ def _decode_batch(text: str, errors: list | None, grouped: dict | None) -> list[
                     ts = None
                 if ts is not None and -_BIG <= value <= _BIG:
                     if grouped is not None:
-                        if nf == 3 or _annotations(fields, raw) is not None:
+                        if nf == 3 or _annotations(
+                                raw[len(series) + len(f1) + len(f2) + 3:], raw) is not None:
                             g = lists.get(series)
                             if g is None:
                                 g = lists[series] = grouped.setdefault(valid[series], [])
@@ -382,7 +388,7 @@ def _decode_batch(text: str, errors: list | None, grouped: dict | None) -> list[
                         append(_tnew(Line, (series, value, ts, None)))
                         continue
                     else:
-                        meta = _annotations(fields, raw)
+                        meta = _annotations(raw[len(series) + len(f1) + len(f2) + 3:], raw)
                         if meta is not None:
                             append(_tnew(Line, (series, value, ts, meta)))
                             continue

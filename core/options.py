@@ -71,9 +71,11 @@ def subscriber_options(f):
     return f
 
 
-def listen_option(default: str, help_: str = "Address to listen on"):
-    """--listen HOST:PORT, repeatable; IPv6 as [::1]:PORT.  Loopback by default."""
-    return click.option("--listen", "listen", multiple=True, default=[default], show_default=True,
+def listen_option(default, help_: str = "Address to listen on"):
+    """--listen HOST:PORT, repeatable; IPv6 as [::1]:PORT.  Loopback by default.
+    `default` is one address or a list of them (e.g. IPv4 and IPv6 loopback)."""
+    defaults = [default] if isinstance(default, str) else list(default)
+    return click.option("--listen", "listen", multiple=True, default=defaults, show_default=True,
                         callback=lambda ctx, p, v: [parse_hostport(x, p.name) for x in v],
                         help=f"{help_} (HOST:PORT, repeatable; IPv6 as [::1]:PORT).")
 
@@ -132,7 +134,10 @@ def bind_udp(host: str, port: int, rcvbuf: int = 8 * 1024 * 1024,
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
         fam, _, _, _, addr = infos[0]
         s = socket.socket(fam, socket.SOCK_DGRAM)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if multicast_group:
+            # several receivers of one multicast group on a host need the shared port; for
+            # unicast, SO_REUSEADDR would let a second listener silently take part of the traffic
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         except OSError:
@@ -167,12 +172,14 @@ class Stopper:
 
 
 def run_daemon(sender, counters, sockets=(), on_readable=None, on_tick=None,
-               tick_interval: float = 1.0, selfmetrics_interval: float = 10.0):
+               tick_interval: float = 1.0, selfmetrics_interval: float = 10.0, on_stop=None):
     """The loop of a long-running bridge.
 
     `sockets`: objects with fileno() (UDP/TCP sockets) or zmq sockets; `on_readable(sock)` is
     called when one is readable (it must not block: read with MSG_DONTWAIT until EAGAIN).
-    `on_tick(now)` runs every `tick_interval` seconds (pollers, aggregations).  Self-metrics
+    `on_tick(now)` runs every `tick_interval` seconds (pollers, aggregations), and once more
+    at the stop; `on_stop(now)` runs last, before the sender is flushed and closed (publish
+    what an aggregation window holds, drain socket buffers).  Self-metrics
     from `counters` go out every `selfmetrics_interval` seconds through `sender`.  Returns
     the sender's stats after a clean stop (SIGTERM/SIGINT), having flushed everything.
     """
@@ -204,6 +211,11 @@ def run_daemon(sender, counters, sockets=(), on_readable=None, on_tick=None,
         sender.tick()
     if on_tick is not None:
         on_tick(time.time())
+    if on_stop is not None:
+        on_stop(time.time())
+    counters.set("in_flight", sender.in_flight)
+    for line in counters.lines(time.time()):
+        sender.add(line)
     return sender.close()
 
 

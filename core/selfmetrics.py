@@ -34,6 +34,12 @@ class Counters:
         self.gauges.add(name)
         self.values[name] = value
 
+    def update(self, counts: dict, gauge: bool = False) -> None:
+        """Set many values at once (totals kept elsewhere, e.g. a decoder's error counts)."""
+        self.values.update(counts)
+        if gauge:
+            self.gauges.update(counts)
+
     def __getitem__(self, name: str) -> float:
         return self.values.get(name, 0)
 
