@@ -182,11 +182,7 @@ def listen(listen, security_level, auth_file, typesdb, no_system_typesdb, prefix
     add = sender.add
     decode = decoder.decode
 
-    by_fd = {s.fileno(): s for s in sockets}
-
     def on_readable(sock):
-        # zmq's poller reports plain sockets by their file descriptor
-        sock = by_fd.get(sock, sock) if isinstance(sock, int) else sock
         while True:
             try:
                 data, peer = sock.recvfrom(65535)

@@ -257,11 +257,7 @@ def listen(listen, relay, spool, timeout, curve_server_key, curve_secret, multic
                 report("bad_input", f"listen: {msg}")
             new.clear()
 
-    by_fd = {s.fileno(): s for s in socks}
-
     def on_readable(sock):
-        # zmq's poller hands back the file descriptor of a plain socket
-        sock = by_fd.get(sock, sock) if isinstance(sock, int) else sock
         now = time.time()
         for _ in range(1000):  # bounded, so one busy socket cannot starve the rest
             try:
