@@ -262,14 +262,20 @@ class Sender:
                     del self._pending[topic]
         self._expire()
 
+    def wait_delivered(self, timeout: float | None = None) -> int:
+        """Flush and wait until nothing is in flight: every message acknowledged or, past
+        `timeout`, spooled (or counted lost).  Returns the lines lost so far."""
+        self.flush()
+        self._wait_acks(lambda: not self._unacked, self.timeout if timeout is None else timeout)
+        return self.stats["lost_lines"]
+
     @property
     def in_flight(self) -> int:
         return len(self._unacked)
 
     def close(self, timeout: float | None = None) -> dict:
         """Flush, wait for acknowledgements (up to `timeout`), spool the rest; return stats."""
-        self.flush()
-        self._wait_acks(lambda: not self._unacked, self.timeout if timeout is None else timeout)
+        self.wait_delivered(timeout)
         self.sock.close(linger=0)
         return dict(self.stats)
 

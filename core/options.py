@@ -188,6 +188,8 @@ def run_daemon(sender, counters, sockets=(), on_readable=None, on_tick=None,
     poller = zmq.Poller()
     for s in sockets:
         poller.register(s, zmq.POLLIN)
+    # zmq's poller reports a plain socket by its file descriptor: hand back the object
+    by_fd = {s.fileno(): s for s in sockets if not isinstance(s, zmq.Socket)}
     next_tick = time.monotonic()
     next_metrics = time.monotonic() + selfmetrics_interval
     while not stopper.stop:
@@ -196,7 +198,7 @@ def run_daemon(sender, counters, sockets=(), on_readable=None, on_tick=None,
         except (zmq.ZMQError, InterruptedError):
             continue
         for s, _ in events:
-            on_readable(s)
+            on_readable(by_fd.get(s, s) if isinstance(s, int) else s)
         now = time.monotonic()
         if on_tick is not None and now >= next_tick:
             next_tick = now + tick_interval

@@ -51,12 +51,13 @@ class Spool:
         name = f"{time.time_ns():020d}-{os.getpid()}-{next(_counter)}{SUFFIX}"
         tmp = os.path.join(self.dir, "." + name + ".tmp")
         data = topic + b"\n" + body
-        now = time.monotonic()
-        if self._size is None or now - self._size_at > 5.0:
-            self._size = self.size()
-            self._size_at = now
-        if self.max_bytes and self._size + len(data) > self.max_bytes:
-            self.make_room(len(data))
+        if self.max_bytes:  # unbounded (0): never list the directory
+            now = time.monotonic()
+            if self._size is None or now - self._size_at > 5.0:
+                self._size = self.size()
+                self._size_at = now
+            if self._size + len(data) > self.max_bytes:
+                self.make_room(len(data))
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
             try:
@@ -76,7 +77,8 @@ class Spool:
                 pass
             raise SpoolError(f"cannot write spool file in {self.dir!r}: {e.strerror}") from None
         self.written += 1
-        self._size += len(data)
+        if self._size is not None:
+            self._size += len(data)
         return name
 
     # -- reading -------------------------------------------------------------------------

@@ -1,0 +1,105 @@
+"""Benchmark: collectd network-protocol decode, values per second, on one core.
+
+    .venv/bin/python bench/collectd_bench.py [--runs 5] [--seconds 1.0]
+
+Input: the real captures in tests/data/collectd/ (collectd 5.12 local capture, bucky's 25
+packets, libcollectdclient's 5, nDPI's 81).  Three figures, medians of several runs, all
+measured in this same process:
+
+- baseline: a bare `struct.unpack_from` walk over the same parts (header of every part,
+  the values of every VALUES part, nothing kept): the floor any Python decoder pays;
+- monbus parse: PacketParser (records with names, time, interval, values);
+- monbus decode: NetworkDecoder (records -> finished monbus line texts, write_graphite
+  paths, mtype/interval annotations): what `monbus collectd listen` does per datagram.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import struct
+import sys
+import time
+from pathlib import Path
+
+from monbus.bridges.collectd.capture import read_pcap, read_pkts
+from monbus.bridges.collectd.network import NetworkDecoder, PacketParser
+from monbus.bridges.collectd.typesdb import TypesDB
+
+D = Path(__file__).resolve().parent.parent / "tests" / "data" / "collectd"
+HEAD = struct.Struct(">HH").unpack_from
+U16 = struct.Struct(">H").unpack_from
+BE64 = struct.Struct(">Q").unpack_from
+LE64 = struct.Struct("<d").unpack_from
+
+
+def datagrams() -> list[bytes]:
+    out = read_pcap(str(D / "collectd512_local_plain.pcap"))
+    out += read_pkts(str(D / "bucky_collectd.pkts"))
+    out += [(D / f"collectd_libcollectdclient_pkt{i}.bin").read_bytes() for i in range(1, 6)]
+    out += read_pcap(str(D / "ndpi_collectd.pcap"))
+    return out
+
+
+def bare_walk(data: bytes) -> int:
+    """The baseline: walk parts, unpack every value, keep nothing; returns the value count."""
+    pos, end, n = 0, len(data), 0
+    while end - pos >= 4:
+        ptype, plen = HEAD(data, pos)
+        if plen < 4 or plen > end - pos:
+            break
+        if ptype == 6:
+            count = U16(data, pos + 4)[0]
+            off = pos + 6 + count
+            for k in data[pos + 6:pos + 6 + count]:
+                (LE64 if k == 1 else BE64)(data, off)
+                off += 8
+            n += count
+        pos += plen
+    return n
+
+
+def rate(fn, packets, nvalues, seconds) -> float:
+    """Values per CPU second of fn over all packets, repeated for about `seconds` of CPU.
+
+    CPU time (time.process_time), not wall time: the figures are for one core, and on a
+    shared machine wall time mostly measures the neighbours."""
+    reps = 0
+    t0 = time.process_time()
+    while True:
+        for p in packets:
+            fn(p)
+        reps += 1
+        el = time.process_time() - t0
+        if el >= seconds:
+            return reps * nvalues / el
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--seconds", type=float, default=1.0)
+    a = ap.parse_args(argv)
+    packets = datagrams()
+    nvalues = sum(bare_walk(p) for p in packets)
+    db = TypesDB()
+    parser = PacketParser()
+    decoder = NetworkDecoder(db)
+    decoder.decode(packets[0])  # warm the caches as a running listener has them
+    results = {"baseline": [], "parse": [], "decode": []}
+    for _ in range(a.runs):
+        results["baseline"].append(rate(bare_walk, packets, nvalues, a.seconds))
+        results["parse"].append(rate(parser.parse, packets, nvalues, a.seconds))
+        results["decode"].append(rate(decoder.decode, packets, nvalues, a.seconds))
+    med = {k: statistics.median(v) for k, v in results.items()}
+    print(f"python {sys.version.split()[0]}, {len(packets)} datagrams, {nvalues} values, "
+          f"median of {a.runs} runs of {a.seconds:.1f} CPU s")
+    print(f"baseline bare struct.unpack_from walk : {med['baseline']:>10,.0f} values/s")
+    # (figures are per CPU second of one core)
+    print(f"monbus parse (records)                : {med['parse']:>10,.0f} values/s "
+          f"({100 * med['parse'] / med['baseline']:.0f} % of baseline)")
+    print(f"monbus decode (finished lines)        : {med['decode']:>10,.0f} values/s "
+          f"({100 * med['decode'] / med['baseline']:.0f} % of baseline)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+"""Fixtures for the collectd bridge: a real collectd 5.12 (Debian collectd-core) in a temp
+dir, `monbus collectd listen` as a subprocess, and a Python command line that the exec
+plugin can run as `nobody` (collectd's exec refuses to run programs as root)."""
+from __future__ import annotations
+
+import os
+import shutil
+import site
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from helpers import monbus_cmd, wait_for
+
+COLLECTD = shutil.which("collectd") or "/usr/sbin/collectd"
+TYPESDB = "/usr/share/collectd/types.db"
+HOSTNAME = "cdtest.monbus.example"
+
+
+def have_collectd() -> bool:
+    return os.path.exists(COLLECTD) and os.path.exists("/usr/lib/collectd/network.so")
+
+
+@pytest.fixture
+def collectd_host():
+    """The Hostname the test collectd runs with (a dotted name, to check the escaping)."""
+    return HOSTNAME
+
+
+def collectd_conf(d: Path, body: str, interval: float = 1) -> str:
+    """A complete collectd.conf: everything in `d`, `Interval`, logfile, then `body`."""
+    return f"""Hostname "{HOSTNAME}"
+FQDNLookup false
+BaseDir "{d}"
+PIDFile "{d}/collectd.pid"
+PluginDir "/usr/lib/collectd"
+TypesDB "{TYPESDB}"
+Interval {interval}
+AutoLoadPlugin false
+LoadPlugin logfile
+<Plugin logfile>
+  LogLevel info
+  File "{d}/collectd.log"
+  Timestamp true
+</Plugin>
+{body}
+"""
+
+
+class Procs:
+    """Processes started by a test, stopped (TERM, then KILL) at teardown."""
+
+    def __init__(self):
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, args, **kw) -> subprocess.Popen:
+        p = subprocess.Popen([str(a) for a in args], **kw)
+        self.procs.append(p)
+        return p
+
+    def stop_all(self):
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+
+
+@pytest.fixture
+def procs():
+    ps = Procs()
+    yield ps
+    ps.stop_all()
+
+
+@pytest.fixture
+def open_tmp():
+    """A temp dir that the exec plugin's unprivileged user can read (pytest's is 0700)."""
+    d = Path(tempfile.mkdtemp(prefix="monbus-collectd-"))
+    d.chmod(0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def start_collectd(procs):
+    """start_collectd(dir, body) -> Popen of `collectd -C conf -f`, checked to be running."""
+    if not have_collectd():
+        pytest.skip("collectd-core is not installed (.ci/apt.d/collectd.txt)")
+
+    def start(d: Path, body: str, interval: float = 1):
+        conf = d / "collectd.conf"
+        conf.write_text(collectd_conf(d, body, interval))
+        test = subprocess.run([COLLECTD, "-C", str(conf), "-t"], capture_output=True, text=True)
+        assert test.returncode == 0, f"collectd -t: {test.stdout}{test.stderr}"
+        p = procs.start([COLLECTD, "-C", conf, "-f"], stdout=open(d / "collectd.out", "w"),
+                        stderr=subprocess.STDOUT)
+        wait_for(lambda: (d / "collectd.log").exists() or p.poll() is not None,
+                 timeout=30, what="collectd start")
+        assert p.poll() is None, (d / "collectd.out").read_text()
+        return p
+    return start
+
+
+@pytest.fixture
+def start_listener(procs, tmp_path):
+    """start_listener(*args) -> (Popen, stderr path) of `monbus collectd listen`, bound."""
+    def start(*args):
+        err = tmp_path / f"listen-{len(procs.procs)}.err"
+        p = procs.start(monbus_cmd() + ["--log-level", "info", "collectd", "listen", *args],
+                        stdout=subprocess.DEVNULL, stderr=open(err, "w"))
+        wait_for(lambda: "monbus collectd listen:" in err.read_text() or p.poll() is not None,
+                 timeout=30, what="listener bound")
+        assert p.poll() is None, err.read_text()
+        return p, err
+    return start
+
+
+@pytest.fixture
+def nobody_monbus():
+    """The command (list) that runs monbus as `nobody`; skips if there is none."""
+    cmd = unprivileged_monbus()
+    if cmd is None:
+        pytest.skip("no Python interpreter with monbus that the user nobody may run")
+    return cmd
+
+
+def unprivileged_monbus() -> list[str] | None:
+    """A command running `monbus` that the user `nobody` can execute, or None.
+
+    The venv's interpreter may live where nobody cannot read it (pyenv under /root); then
+    the system python of the same version runs monbus from the venv's site-packages."""
+    sp = next((p for p in site.getsitepackages() if "site-packages" in p), None)
+    code = ("import site,sys; site.addsitedir(%r); from monbus.core.cli import main; "
+            "sys.argv[0]='monbus'; main()" % sp)
+    ver = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    for exe in (sys.executable, f"/usr/bin/{ver}"):
+        if not os.path.exists(exe):
+            continue
+        cmd = [exe, "-c", code]
+        r = subprocess.run(["runuser", "-u", "nobody", "--"] + cmd + ["collectd", "--help"],
+                           capture_output=True, text=True)
+        if r.returncode == 0:
+            return cmd
+    return None
