@@ -399,14 +399,11 @@ _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234567
 _ASCII_QUOTE = {c: f"%{c:02X}" for c in range(128) if c not in _SAFE}
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
 def quote(value: str) -> str:
     """Percent-encode an annotation value as the line syntax wants it."""
     if value.isascii():
         # the only printable ASCII characters to escape are space, % and =
-        if _CONTROL.search(value) is None:
+        if value.isprintable():  # (for ASCII: no control character)
             return value.replace("%", "%25").replace(" ", "%20").replace("=", "%3D")
         return value.translate(_ASCII_QUOTE)
     return "".join(chr(b) if b in _SAFE else f"%{b:02X}"
@@ -660,8 +657,13 @@ class LineMaker:
             if m is not None and c[5] == c[2].generation:
                 # the same items as last time, only the numbers differ (see _learn)
                 append = out.append
-                for (head, uom, tail), num in zip(c[4], m.groups()):
-                    v = float(num) if uom is None else _convert(num, uom)
+                for (head, conv, tail), num in zip(c[4], m.groups()):
+                    if conv is None:
+                        v = float(num)
+                    elif "e" in num or "E" in num:
+                        v = _convert(num, conv[2])
+                    else:  # _convert without its partition: the decimal shift as an exponent
+                        v = float(num + conv[0]) * conv[1]
                     if v - v != 0.0:
                         del out[:]
                         m = None
@@ -716,7 +718,11 @@ class LineMaker:
             parts += (re.escape(perf[pos:at]), _SKELETON_NUM, re.escape(perf[at + len(num):end]))
             pos = end
             uom = tok[len(label) + 1 + len(num):].partition(";")[0]
-            items.append((f"{prefix}{name} ", uom if spec[1] else None, spec[0]))
+            conv = None
+            if spec[1]:
+                _, shift, factor = _UNITS[uom]
+                conv = (f"e{shift}" if shift else "", factor, uom)
+            items.append((f"{prefix}{name} ", conv, spec[0]))
         if len(items) != len(learn):
             return
         parts.append(re.escape(perf[pos:]) + r"\Z")
