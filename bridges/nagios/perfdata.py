@@ -605,7 +605,7 @@ class LineMaker:
                 if len(keys) == len(fields):
                     # the last group, `(?!)()`, never takes part: it is the None of a field
                     # the shape does not have (see _plan)
-                    rx = "\t".join(re.escape(k) + "::([^\t]*)" for k in keys) + r"(?:(?!)())?\Z"
+                    rx = "\t".join(re.escape(k) + "::([^\t]*+)" for k in keys) + r"(?:(?!)())?\Z"
                     self._shapes.insert(0, (keys, re.compile(rx).match, _plan(keys)))
         return self.lines(record_result(fields, now), errors)
 
@@ -681,6 +681,12 @@ class LineMaker:
                 else:
                     self._exact_lines(perf, prefix, "", ts, labels, errors, out)
         if state is not None:
+            if output and not long_output and len(output) <= MAX_OUTPUT and output.isascii() \
+                    and output.isprintable():
+                # the usual state line in one piece (quote's printable-ASCII way, inline)
+                out.append(f"{c[0]}state {state} {ts} mtype=state{st_sfx} output="
+                           f"{output.replace('%', '%25').replace(' ', '%20').replace('=', '%3D')}")
+                return c[1], out
             s = f"{c[0]}state {state} {ts} mtype=state{st_sfx}"
             if output:
                 s += f" output={quote(output if len(output) <= MAX_OUTPUT else _clip(output, MAX_OUTPUT))}"
