@@ -668,7 +668,8 @@ class LineMaker:
                         del out[:]
                         m = None
                         break
-                    append(f"{head}{str(int(v)) if v.is_integer() and -1e16 < v < 1e16 else repr(v)}"
+                    append(f"{head}"
+                           f"{str(int(v)) if v.is_integer() and -1e16 < v < 1e16 else repr(v)}"
                            f" {ts}{tail}")
             if m is None:
                 prefix, labels = c[0], c[2]
@@ -689,7 +690,7 @@ class LineMaker:
                 return c[1], out
             s = f"{c[0]}state {state} {ts} mtype=state{st_sfx}"
             if output:
-                s += f" output={quote(output if len(output) <= MAX_OUTPUT else _clip(output, MAX_OUTPUT))}"
+                s += f" output={quote(_clip(output, MAX_OUTPUT))}"
             if long_output:
                 long_output = long_output.replace("\\n", "\n")
                 if long_output:

@@ -16,10 +16,12 @@ _NUMS = st.one_of(
                      "7E3", "12_3", "0x10", "1.e5", "٣"]))
 _UOMS = st.sampled_from(["", "s", "ms", "us", "%", "B", "KB", "MB", "GB", "TB", "c", "EB", "e",
                          "kiB", "µs", "dBm", "m"])
-_TAILS = st.sampled_from([";5;10;0;"] * 4 + [";;;;"] * 4 + ["", ";", ";5;10", ";5;10;0;", ";;;0;100", ";~:10;@5:6;;", ";x;;;",
-                          ";10:5", ";1;2;3;4;5", ";;;;;", ";1,5;2"])
-_LABELS = st.sampled_from(["load1"] * 6 + ["rta"] * 6 + ["pl"] * 6 + ["rta", "/", "a b", "'q r'", "x::y::z", "c.d", "state",
-                           "a_b", "a-b", "=", ""])
+_TAILS = st.sampled_from([";5;10;0;"] * 4 + [";;;;"] * 4
+                         + ["", ";", ";5;10", ";5;10;0;", ";;;0;100", ";~:10;@5:6;;", ";x;;;",
+                            ";10:5", ";1;2;3;4;5", ";;;;;", ";1,5;2"])
+_LABELS = st.sampled_from(["load1"] * 6 + ["rta"] * 6 + ["pl"] * 6
+                          + ["rta", "/", "a b", "'q r'", "x::y::z", "c.d", "state", "a_b", "a-b",
+                             "=", ""])
 _SEPS = st.sampled_from([" ", "  ", "\t", " \u00a0"])
 
 
@@ -49,7 +51,8 @@ def _records(draw):
                       ("HOSTSTATE", state), ("HOSTSTATETYPE", stype), ("HOSTOUTPUT", output)]
         else:
             svc = draw(st.sampled_from(["Load", "Load", "disk /", ""]))
-            fields = [("DATATYPE", draw(st.sampled_from(["SERVICEPERFDATA"] * 3 + ["", "HOSTPERFDATA"]))),
+            dtype = draw(st.sampled_from(["SERVICEPERFDATA"] * 3 + ["", "HOSTPERFDATA"]))
+            fields = [("DATATYPE", dtype),
                       ("TIMET", t), ("HOSTNAME", host), ("SERVICEDESC", svc),
                       ("SERVICEPERFDATA", perf), ("SERVICESTATEID", state),
                       ("SERVICESTATETYPE", stype), ("SERVICEOUTPUT", output),
