@@ -673,7 +673,9 @@ class LineMaker:
                            f" {ts}{tail}")
             if m is None:
                 prefix, labels = c[0], c[2]
-                learn = [] if self.fast and c[6] < 16 else None
+                # (long strings are not learnt: a regex of thousands of groups costs more to
+                # compile than it saves)
+                learn = [] if self.fast and c[6] < 16 and len(perf) <= 4096 else None
                 n_err = len(errors)
                 if self.fast and self._fast_lines(perf, prefix, "", ts, labels, errors, out,
                                                   learn):
