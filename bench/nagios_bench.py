@@ -132,6 +132,9 @@ class _Null:
     def add(self, line, topic=None):
         pass
 
+    def add_many(self, topic, lines):
+        pass
+
     def tick(self):
         pass
 

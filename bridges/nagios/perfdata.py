@@ -31,6 +31,7 @@ runs once per check result and must start fast.  The series-name rule below is t
 """
 from __future__ import annotations
 
+import operator
 import re
 
 __all__ = ["PerfItem", "Range", "ItemError", "parse_perfdata", "parse_range", "split_output",
@@ -366,6 +367,7 @@ class Namer:
         self._owner: dict[str, str] = {r: "\0reserved" for r in reserved}
         self._reserved = tuple(reserved)
         self.collisions = 0
+        self.generation = 0  # bumped when the mapping is forgotten (callers' caches too)
         self._max = max_names
 
     def __call__(self, name: str) -> str:
@@ -381,6 +383,7 @@ class Namer:
         if len(self._forward) >= self._max:
             self._forward.clear()
             self._owner = {r: "\0reserved" for r in self._reserved}
+            self.generation += 1
         self._forward[name] = comp
         self._owner.setdefault(comp, name)
         return comp
@@ -396,14 +399,11 @@ _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234567
 _ASCII_QUOTE = {c: f"%{c:02X}" for c in range(128) if c not in _SAFE}
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
 def quote(value: str) -> str:
     """Percent-encode an annotation value as the line syntax wants it."""
     if value.isascii():
         # the only printable ASCII characters to escape are space, % and =
-        if _CONTROL.search(value) is None:
+        if value.isprintable():  # (for ASCII: no control character)
             return value.replace("%", "%25").replace(" ", "%20").replace("=", "%3D")
         return value.translate(_ASCII_QUOTE)
     return "".join(chr(b) if b in _SAFE else f"%{b:02X}"
@@ -445,7 +445,10 @@ class LineMaker:
         self._prefix: dict[tuple, tuple] = {}       # (host, service, tags) -> (prefix, topic)
         self._suffix: dict[tuple, str] = {}         # item annotations -> text
         self._spec: dict[tuple, tuple] = {}         # (uom, thresholds text) -> see _make_spec
-        self._shapes: list = []                     # [(field names, regex match)]
+        self._shapes: list = []                     # [(field names, regex match, plan)]
+        self._checks: dict[tuple, list] = {}        # (host, service) -> see _new_check
+        self._skeletons: dict[str, object] = {}     # perfdata skeleton regex -> its match
+        self._rec_t = self._rec_ts = None           # last TIMET text and its line text
         self._last_ts: float | None = None
         self._last_ts_text = ""
         self.unknown_values = 0
@@ -470,6 +473,7 @@ class LineMaker:
             got = (f"{self.source}.{h}.{s}.", f"{self.source}.{h}.", labels)
             if len(self._prefix) > 100_000:
                 self._prefix.clear()
+                self._checks.clear()
             self._prefix[key] = got
         return got
 
@@ -514,12 +518,13 @@ class LineMaker:
             out.append(f"{prefix}{name}{tags} {format_number(it.value)} {ts}"
                        f"{self._item_suffix(it)}")
 
-    def _fast_lines(self, perf, prefix, tags, ts, labels, errors, out) -> bool:
+    def _fast_lines(self, perf, prefix, tags, ts, labels, errors, out, learn=None) -> bool:
         """The common case (no quotes, no check_multi, every token `label=number...`) without
         the general parser: the thresholds part of an item (`;5;10;0;`) repeats from check to
         check, so its annotations are computed once and remembered.  Returns False, having
         added nothing, when the string needs the full parser; the result is always the same
-        (tests/bridges/nagios compare the two on random input)."""
+        (tests/bridges/nagios compare the two on random input).  With `learn`, each item's
+        (token, label, number text, name, spec) is appended to it, for _learn."""
         if "'" in perf or "::" in perf:
             return False
         n_out, n_err = len(out), len(errors)
@@ -551,6 +556,8 @@ class LineMaker:
             name = fwd.get(label) or labels(label)
             v = str(int(value)) if value.is_integer() and -1e16 < value < 1e16 else repr(value)
             out.append(f"{prefix}{name}{tags} {v} {ts}{spec[0]}")
+            if learn is not None:
+                learn.append((tok, label, num, name, spec))
             if spec[2]:
                 errors.extend(ItemError(tok, p) for p in spec[2])
         else:
@@ -578,20 +585,167 @@ class LineMaker:
 
         A perfdata file repeats one or two templates, so the field names of a line are
         remembered as a regex of its shape: the next line of that shape is split in one C call
-        instead of a loop over its fields (the result is the one parse_record gives)."""
-        for keys, match in self._shapes:
+        instead of a loop over its fields, and, for the usual Nagios/Icinga templates, turned
+        into lines by _planned without building a dict or a CheckResult (the result is always
+        the one record_result + lines give; anything unusual goes that way)."""
+        for keys, match, plan in self._shapes:
             m = match(raw)
             if m is not None:
-                fields = dict(zip(keys, m.groups()))
+                g = m.groups()
+                if plan is not None:
+                    got = self._planned(g, plan, now, errors)
+                    if got is not None:
+                        return got
+                fields = dict(zip(keys, g))
                 break
         else:
             fields = parse_record(raw)
             if len(self._shapes) < 8 and fields and raw.count("\t") + 1 == len(fields):
                 keys = list(_FIELD_KEYS.findall(raw))
                 if len(keys) == len(fields):
-                    rx = "\t".join(re.escape(k) + "::([^\t]*)" for k in keys) + r"\Z"
-                    self._shapes.insert(0, (keys, re.compile(rx).match))
+                    # the last group, `(?!)()`, never takes part: it is the None of a field
+                    # the shape does not have (see _plan)
+                    rx = "\t".join(re.escape(k) + "::([^\t]*+)" for k in keys) + r"(?:(?!)())?\Z"
+                    self._shapes.insert(0, (keys, re.compile(rx).match, _plan(keys)))
         return self.lines(record_result(fields, now), errors)
+
+    def _planned(self, g: tuple, plan: tuple, now: float, errors: list):
+        """record() for a known shape: (topic, lines), or None to take the general way (which
+        then raises the error, if any).  Nothing is remembered before the record is known to
+        be good, so names are handed out in the same order either way."""
+        kd, ks, svc, hst = plan
+        dtype = g[kd]
+        service = g[ks]
+        # record_result's rules: DATATYPE decides; without it, a SERVICEDESC makes a service
+        if dtype == "SERVICEPERFDATA" or (not dtype and service):
+            if not service:
+                return None
+            host, perf, st, stype, output, long_output, t = svc(g)
+        elif not dtype or dtype == "HOSTPERFDATA":
+            host, perf, st, stype, output, long_output, t = hst(g)
+            service = None
+        else:
+            return None
+        if not host:
+            return None
+        if t != self._rec_t:
+            # plain Unix seconds are their own line text (format_number(float(int(t))))
+            if t and t.isdigit() and t.isascii() and len(t) < 16 and (t[0] != "0" or len(t) == 1):
+                self._rec_t = self._rec_ts = t
+            elif not t:
+                self._rec_t, self._rec_ts = t, format_number(float(int(now)))
+            else:
+                return None
+        ts = self._rec_ts
+        state = _STATE_CODES.get(st, -1)
+        if state == -1:
+            return None
+        st_sfx = _STATE_TYPE_SUFFIX.get(stype)
+        if st_sfx is None:
+            st_type = _STATE_TYPES.get(stype.strip().upper())
+            st_sfx = f" state_type={st_type}" if st_type else ""
+        c = self._checks.get((host, service))
+        if c is None:
+            try:
+                c = self._new_check(host, service)
+            except RecordError:
+                return None
+        out: list[str] = []
+        if perf:
+            sm = c[3]
+            m = sm(perf) if sm is not None else None
+            if m is not None and c[5] == c[2].generation:
+                # the same items as last time, only the numbers differ (see _learn)
+                append = out.append
+                for (head, conv, tail), num in zip(c[4], m.groups()):
+                    if conv is None:
+                        v = float(num)
+                    elif "e" in num or "E" in num:
+                        v = _convert(num, conv[2])
+                    else:  # _convert without its partition: the decimal shift as an exponent
+                        v = float(num + conv[0]) * conv[1]
+                    if v - v != 0.0:
+                        del out[:]
+                        m = None
+                        break
+                    append(f"{head}"
+                           f"{str(int(v)) if v.is_integer() and -1e16 < v < 1e16 else repr(v)}"
+                           f" {ts}{tail}")
+            if m is None:
+                prefix, labels = c[0], c[2]
+                # (long strings are not learnt: a regex of thousands of groups costs more to
+                # compile than it saves)
+                learn = [] if self.fast and c[6] < 16 and len(perf) <= 4096 else None
+                n_err = len(errors)
+                if self.fast and self._fast_lines(perf, prefix, "", ts, labels, errors, out,
+                                                  learn):
+                    if learn is not None and len(errors) == n_err:
+                        self._learn(c, perf, learn)
+                else:
+                    self._exact_lines(perf, prefix, "", ts, labels, errors, out)
+        if state is not None:
+            if output and not long_output and len(output) <= MAX_OUTPUT and output.isascii() \
+                    and output.isprintable():
+                # the usual state line in one piece (quote's printable-ASCII way, inline)
+                out.append(f"{c[0]}state {state} {ts} mtype=state{st_sfx} output="
+                           f"{output.replace('%', '%25').replace(' ', '%20').replace('=', '%3D')}")
+                return c[1], out
+            s = f"{c[0]}state {state} {ts} mtype=state{st_sfx}"
+            if output:
+                s += f" output={quote(_clip(output, MAX_OUTPUT))}"
+            if long_output:
+                long_output = long_output.replace("\\n", "\n")
+                if long_output:
+                    s += f" long_output={quote(_clip(long_output, MAX_LONG_OUTPUT))}"
+            out.append(s)
+        return c[1], out
+
+    def _new_check(self, host: str, service: str | None) -> list:
+        """[prefix, topic, label namer, skeleton match, skeleton items, namer generation,
+        skeletons learnt] of a check, for _planned."""
+        prefix, topic, labels = self.prefix(host, service, "")
+        c = [prefix, topic, labels, None, (), 0, 0]
+        if len(self._checks) >= 100_000:
+            self._checks.clear()
+        self._checks[(host, service)] = c
+        return c
+
+    def _learn(self, c: list, perf: str, learn: list) -> None:
+        """Remember the skeleton of a perfdata string the fast path read without a problem:
+        a regex of it with each number replaced by a group.  A later string it matches has the
+        same tokens but for the numbers, so _fast_lines would give the same names and
+        annotations; only the numbers are converted again.  (A check whose items change all the
+        time stops learning after 16 skeletons.)"""
+        c[6] += 1
+        parts, items, pos = [], [], 0
+        prefix = c[0]
+        for m, (tok, label, num, name, spec) in zip(_TOKEN_RE.finditer(perf), learn):
+            start, end = m.span()
+            at = start + len(label) + 1  # where the number starts
+            if m.group() != tok or perf[at:at + len(num)] != num:
+                return
+            parts += (re.escape(perf[pos:at]), _SKELETON_NUM, re.escape(perf[at + len(num):end]))
+            pos = end
+            uom = tok[len(label) + 1 + len(num):].partition(";")[0]
+            conv = None
+            if spec[1]:
+                _, shift, factor = _UNITS[uom]
+                conv = (f"e{shift}" if shift else "", factor, uom)
+            items.append((f"{prefix}{name} ", conv, spec[0]))
+        if len(items) != len(learn):
+            return
+        parts.append(re.escape(perf[pos:]) + r"\Z")
+        rx = "".join(parts)
+        match = self._skeletons.get(rx)
+        if match is None:
+            match = re.compile(rx).match
+            if len(self._skeletons) >= 10_000:
+                self._skeletons.clear()
+            self._skeletons[rx] = match
+        m = match(perf)
+        if m is None or m.groups() != tuple(x[2] for x in learn):
+            return
+        c[3], c[4], c[5] = match, tuple(items), c[2].generation
 
     def lines(self, r: CheckResult, errors: list) -> tuple[str, list[str]]:
         """(topic, lines) for one check result; perfdata problems are appended to `errors`."""
@@ -640,6 +794,30 @@ def parse_record(text: str) -> dict[str, str]:
 
 
 _FIELD_KEYS = re.compile(r"(?:^|\t)([^\t]*?)::")
+
+
+# A number in a perfdata skeleton (LineMaker._learn): a subset of what float() reads and of what
+# _fast_lines accepts, ending in a digit or '.', so a UOM after it is never split differently.
+_SKELETON_NUM = r"([-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)"
+
+
+def _plan(keys: list) -> tuple | None:
+    """Where LineMaker._planned finds each field of a record of this shape (field index; a
+    missing field is the always-None last group), or None to leave the shape to record_result
+    (Nagflux tags)."""
+    if "NAGFLUX:TAG" in keys:
+        return None
+    n = len(keys)
+    ix = {k: i for i, k in enumerate(keys)}
+
+    def getter(kind: str, long_kind: str):
+        return operator.itemgetter(
+            ix.get("HOSTNAME", n), ix.get(f"{kind}PERFDATA", n),
+            ix.get(f"{kind}STATEID", ix.get(f"{kind}STATE", n)), ix.get(f"{kind}STATETYPE", n),
+            ix.get(f"{kind}OUTPUT", n), ix.get(f"LONG{long_kind}OUTPUT", n), ix.get("TIMET", n))
+
+    return (ix.get("DATATYPE", n), ix.get("SERVICEDESC", n), getter("SERVICE", "SERVICE"),
+            getter("HOST", "HOST"))
 
 
 class RecordError(ValueError):
@@ -695,6 +873,8 @@ def record_result(fields: dict[str, str], now: float) -> CheckResult:
 
 
 _STATE_TYPES = {"0": "soft", "1": "hard", "SOFT": "soft", "HARD": "hard"}
+_STATE_TYPE_SUFFIX = {None: "", "": "", "0": " state_type=soft", "1": " state_type=hard",
+                      "SOFT": " state_type=soft", "HARD": " state_type=hard"}
 # the spellings Nagios and Icinga write, for a lookup before parse_state
 _STATE_CODES = {None: None, "": None, "0": 0, "1": 1, "2": 2, "3": 3, "OK": 0, "WARNING": 1,
                 "CRITICAL": 2, "UNKNOWN": 3, "UP": 0, "DOWN": 1, "UNREACHABLE": 2}
