@@ -598,7 +598,12 @@ class NetworkDecoder:
     def _decode_fast(self, buf: bytes) -> list[str] | None:
         """The fused walk: lines for a clean plain datagram, or None (nothing counted) if
         the datagram needs the general path."""
-        host = plugin = pinst = type_ = tinst = ""
+        # Strategy: the name parts are kept as their raw payloads (NUL included) and the
+        # plan of an identifier is cached under the raw names, so a name part costs one
+        # slice; the names are decoded and checked (as PacketParser does) only when an
+        # identifier is first seen.  An unset name is b"\0", which decodes to "" as the
+        # general path's unset name is.
+        host = plugin = pinst = type_ = tinst = b"\0"
         time = 0.0
         interval = 0.0
         ts = None  # the time as line text, made when the first value needs it
@@ -609,8 +614,6 @@ class NetworkDecoder:
         u64 = _U64.unpack_from
         u16 = _U16.unpack_from
         hr = _HR
-        unpackers = self.parser._unpackers
-        strings = self.parser._strings
         fplans = self._fplans
         out = []
         append = out.append
@@ -621,14 +624,9 @@ class NetworkDecoder:
             if plen < 4 or plen > end - pos:
                 return None
             nxt = pos + plen
-            if ptype == 8:
-                if plen != 12:
-                    return None
-                time = u64(buf, pos + 4)[0] * hr
-                ts = None
-            elif ptype == 6:
+            if ptype == 6:
                 n = u16(buf, pos + 4)[0] if plen >= 6 else 0
-                if n <= 0 or plen != 6 + 9 * n or not (host and plugin and type_ and time):
+                if n <= 0 or plen != 6 + 9 * n:
                     return None
                 kinds = buf[pos + 6:pos + 6 + n]
                 key = (host, plugin, pinst, type_, tinst, kinds, interval)
@@ -637,13 +635,23 @@ class NetworkDecoder:
                     fplan = self._fast_plan(key, time)
                     if fplan is None:
                         return None
-                unpack, pre, suf, pres, sufs, gauges = fplan
                 if ts is None:
+                    if not time:
+                        return None
                     ts = str(int(time)) if time.is_integer() else repr(time)
+                unpack, single, pre, suf, pres, sufs = fplan
                 nvl += 1
-                if pre is not None:  # one integer value: the common case
+                if single == 1:  # one integer value: the common case
                     append(f"{pre}{unpack(buf, pos + 6 + n)[0]} {ts}{suf}")
-                elif not gauges:
+                elif single == 2:  # one gauge
+                    v = unpack(buf, pos + 6 + n)[0]
+                    if v - v != 0.0:  # NaN (collectd's "U") or infinite
+                        nan += 1
+                    elif v.is_integer() and -1e16 < v < 1e16:
+                        append(f"{pre}{int(v)} {ts}{suf}")
+                    else:
+                        append(f"{pre}{v!r} {ts}{suf}")
+                elif single == 3:  # several integer values
                     for p, v, s in zip(pres, unpack(buf, pos + 6 + n), sufs):
                         append(f"{p}{v} {ts}{s}")
                 else:
@@ -654,23 +662,21 @@ class NetworkDecoder:
                                 continue
                             v = str(int(v)) if v.is_integer() and -1e16 < v < 1e16 else repr(v)
                         append(f"{p}{v} {ts}{s}")
-            elif ptype <= 5 and ptype != 1:
-                raw = buf[pos + 4:nxt]
-                s = strings.get(raw)
-                if s is None:
-                    s, problem = self.parser._string(raw, _NAME_MAX)
-                    if problem:
-                        return None
-                if ptype == 5:
-                    tinst = s
-                elif ptype == 3:
-                    pinst = s
-                elif ptype == 4:
-                    type_ = s
-                elif ptype == 2:
-                    plugin = s
-                else:
-                    host = s
+            elif ptype == 8:
+                if plen != 12:
+                    return None
+                time = u64(buf, pos + 4)[0] * hr
+                ts = None
+            elif ptype == 5:
+                tinst = buf[pos + 4:nxt]
+            elif ptype == 3:
+                pinst = buf[pos + 4:nxt]
+            elif ptype == 4:
+                type_ = buf[pos + 4:nxt]
+            elif ptype == 2:
+                plugin = buf[pos + 4:nxt]
+            elif ptype == 0:
+                host = buf[pos + 4:nxt]
             elif plen != 12:
                 return None
             elif ptype == 9:
@@ -694,14 +700,25 @@ class NetworkDecoder:
         counts["lines"] = counts.get("lines", 0) + len(out)
         return out
 
-    def _fast_plan(self, key, time):
-        """The fused walk's plan for an identifier: LineMaker's plan (made and cached the
-        way LineMaker.lines does, counting unknown types once) in the shape the walk wants;
-        None if the general path must handle it."""
-        host, plugin, pinst, type_, tinst, kinds, interval = key
+    def _fast_plan(self, rawkey, time):
+        """The fused walk's plan for an identifier (names still raw): LineMaker's plan (made
+        and cached the way LineMaker.lines does, counting unknown types once) in the shape
+        the walk wants; None if the general path must handle it (a bad or missing name, an
+        unknown kind code, a value count types.db contradicts)."""
+        *raws, kinds, interval = rawkey
+        names = []
+        for raw in raws:
+            s, problem = self.parser._string(raw, _NAME_MAX)
+            if problem:
+                return None
+            names.append(s)
+        host, plugin, pinst, type_, tinst = names
+        if not (host and plugin and type_ and time):
+            return None
         unpack = self.parser._unpackers.get(kinds)
         if unpack is None:
             return None  # unknown kind code, or first sight: the general path makes it
+        key = (host, plugin, pinst, type_, tinst, kinds, interval)
         cache = self.maker._cache
         plan = cache.get(key)
         if plan is None:
@@ -715,12 +732,13 @@ class NetworkDecoder:
         pres, sufs, gauges, rates = plan
         if rates is not None:
             return None
-        single = len(kinds) == 1 and not gauges
-        fplan = (unpack, pres[0] if single else None, sufs[0] if single else None,
-                 pres, sufs, gauges)
+        if len(kinds) == 1:
+            fplan = (unpack, 2 if gauges else 1, pres[0], sufs[0], pres, sufs)
+        else:
+            fplan = (unpack, 4 if gauges else 3, None, None, pres, sufs)
         if len(self._fplans) > 200_000:
             self._fplans.clear()
-        self._fplans[key] = fplan
+        self._fplans[rawkey] = fplan
         return fplan
 
     def _decode_general(self, data: bytes) -> tuple[list[str], list[PacketError]]:
