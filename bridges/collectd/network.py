@@ -612,7 +612,6 @@ class NetworkDecoder:
         last = end - 4
         head = _HEAD.unpack_from
         u64 = _U64.unpack_from
-        u16 = _U16.unpack_from
         hr = _HR
         fplans = self._fplans
         out = []
@@ -625,11 +624,13 @@ class NetworkDecoder:
                 return None
             nxt = pos + plen
             if ptype == 6:
-                n = u16(buf, pos + 4)[0] if plen >= 6 else 0
-                if n <= 0 or plen != 6 + 9 * n:
+                # the value count follows from the length; the count field is part of the
+                # plan key (with the kinds), so a plan exists only for a count that agrees
+                n, bad = divmod(plen - 6, 9)
+                if bad or n <= 0:
                     return None
-                kinds = buf[pos + 6:pos + 6 + n]
-                key = (host, plugin, pinst, type_, tinst, kinds, interval)
+                voff = nxt - 8 * n
+                key = (host, plugin, pinst, type_, tinst, buf[pos + 4:voff], interval)
                 fplan = fplans.get(key)
                 if fplan is None:
                     fplan = self._fast_plan(key, time)
@@ -639,12 +640,12 @@ class NetworkDecoder:
                     if not time:
                         return None
                     ts = str(int(time)) if time.is_integer() else repr(time)
-                unpack, single, pre, suf, pres, sufs = fplan
+                unpack, single, pre, suf, pres, sufs, kinds = fplan
                 nvl += 1
                 if single == 1:  # one integer value: the common case
-                    append(f"{pre}{unpack(buf, pos + 6 + n)[0]} {ts}{suf}")
+                    append(f"{pre}{unpack(buf, voff)[0]} {ts}{suf}")
                 elif single == 2:  # one gauge
-                    v = unpack(buf, pos + 6 + n)[0]
+                    v = unpack(buf, voff)[0]
                     if v - v != 0.0:  # NaN (collectd's "U") or infinite
                         nan += 1
                     elif v.is_integer() and -1e16 < v < 1e16:
@@ -652,10 +653,10 @@ class NetworkDecoder:
                     else:
                         append(f"{pre}{v!r} {ts}{suf}")
                 elif single == 3:  # several integer values
-                    for p, v, s in zip(pres, unpack(buf, pos + 6 + n), sufs):
+                    for p, v, s in zip(pres, unpack(buf, voff), sufs):
                         append(f"{p}{v} {ts}{s}")
                 else:
-                    for p, v, s, k in zip(pres, unpack(buf, pos + 6 + n), sufs, kinds):
+                    for p, v, s, k in zip(pres, unpack(buf, voff), sufs, kinds):
                         if k == 1:
                             if v - v != 0.0:  # NaN (collectd's "U") or infinite
                                 nan += 1
@@ -705,7 +706,10 @@ class NetworkDecoder:
         and cached the way LineMaker.lines does, counting unknown types once) in the shape
         the walk wants; None if the general path must handle it (a bad or missing name, an
         unknown kind code, a value count types.db contradicts)."""
-        *raws, kinds, interval = rawkey
+        *raws, counted, interval = rawkey
+        kinds = counted[2:]
+        if _U16.unpack_from(counted)[0] != len(kinds):
+            return None  # a wrong value count: reported by the general path
         names = []
         for raw in raws:
             s, problem = self.parser._string(raw, _NAME_MAX)
@@ -733,9 +737,9 @@ class NetworkDecoder:
         if rates is not None:
             return None
         if len(kinds) == 1:
-            fplan = (unpack, 2 if gauges else 1, pres[0], sufs[0], pres, sufs)
+            fplan = (unpack, 2 if gauges else 1, pres[0], sufs[0], pres, sufs, kinds)
         else:
-            fplan = (unpack, 4 if gauges else 3, None, None, pres, sufs)
+            fplan = (unpack, 4 if gauges else 3, None, None, pres, sufs, kinds)
         if len(self._fplans) > 200_000:
             self._fplans.clear()
         self._fplans[rawkey] = fplan
