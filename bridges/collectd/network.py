@@ -626,8 +626,8 @@ class NetworkDecoder:
             if ptype == 6:
                 # the value count follows from the length; the count field is part of the
                 # plan key (with the kinds), so a plan exists only for a count that agrees
-                n, bad = divmod(plen - 6, 9)
-                if bad or n <= 0:
+                n = (plen - 6) // 9
+                if n <= 0 or plen != 6 + 9 * n:
                     return None
                 voff = nxt - 8 * n
                 key = (host, plugin, pinst, type_, tinst, buf[pos + 4:voff], interval)
