@@ -668,16 +668,22 @@ class NetworkDecoder:
                     return None
                 time = u64(buf, pos + 4)[0] * hr
                 ts = None
-            elif ptype == 5:
-                tinst = buf[pos + 4:nxt]
-            elif ptype == 3:
-                pinst = buf[pos + 4:nxt]
-            elif ptype == 4:
-                type_ = buf[pos + 4:nxt]
-            elif ptype == 2:
-                plugin = buf[pos + 4:nxt]
-            elif ptype == 0:
-                host = buf[pos + 4:nxt]
+            elif ptype <= 5 and ptype != 1:
+                # a name part the general path would report (empty, no NUL at the end,
+                # longer than DATA_MAX_NAME_LEN) must be reported even when a good part
+                # replaces it before the next VALUES part
+                if plen == 4 or plen > 4 + _NAME_MAX or buf[nxt - 1]:
+                    return None
+                if ptype == 5:
+                    tinst = buf[pos + 4:nxt]
+                elif ptype == 3:
+                    pinst = buf[pos + 4:nxt]
+                elif ptype == 4:
+                    type_ = buf[pos + 4:nxt]
+                elif ptype == 2:
+                    plugin = buf[pos + 4:nxt]
+                else:
+                    host = buf[pos + 4:nxt]
             elif plen != 12:
                 return None
             elif ptype == 9:

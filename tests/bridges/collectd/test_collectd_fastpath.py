@@ -91,6 +91,11 @@ def _value_list(draw):
 @settings(max_examples=300, deadline=None)
 @given(st.lists(_value_list(), min_size=1, max_size=6), st.data())
 def test_fuzzed_fast_equals_general(vls, data):
+    if data.draw(st.booleans()):  # an extra part of any kind, good or bad, between two
+        ptype = data.draw(st.sampled_from([0, 1, 2, 3, 4, 5, 7, 8, 9, 0x100, 0x101, 0x999]))
+        payload = data.draw(st.binary(max_size=140))
+        vls.insert(data.draw(st.integers(0, len(vls))),
+                   ptype.to_bytes(2, "big") + (4 + len(payload)).to_bytes(2, "big") + payload)
     datagram = b"".join(vls)
     if data.draw(st.booleans()):  # break it somewhere (a flipped byte or a cut)
         i = data.draw(st.integers(0, len(datagram) - 1))
@@ -102,3 +107,17 @@ def test_fuzzed_fast_equals_general(vls, data):
     fast, general = _pair()
     _same(fast, general, [datagram, datagram])
     assert not math.isnan(fast.counts.get("lines", 0))
+
+
+def test_replaced_bad_name_part_is_still_reported():
+    good = encode_values("h", "cpu", "0", "cpu", "idle", 1700000000.0, 10.0, [2], [5])
+    head = bytes.fromhex("0000")  # HOST
+    for bad in (b"h", b"", b"x" * 128 + b"\0"):  # no NUL, empty, too long
+        part = head + (4 + len(bad)).to_bytes(2, "big") + bad
+        fast, general = _pair()
+        for _ in range(2):  # cold and warm caches
+            lines, errors = fast.decode(part + good)
+            assert [e.kind for e in errors] == ["bad_string"]
+            assert lines == ["collectd.h.cpu-0.cpu-idle 5 1700000000 mtype=derive interval=10"]
+            assert (lines, errors) == general.decode(part + good)
+        _same(fast, general, [good, part + good])
