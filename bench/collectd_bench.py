@@ -9,8 +9,12 @@ measured in this same process:
 - baseline: a bare `struct.unpack_from` walk over the same parts (header of every part,
   the values of every VALUES part, nothing kept): the floor any Python decoder pays;
 - monbus parse: PacketParser (records with names, time, interval, values);
-- monbus decode: NetworkDecoder (records -> finished monbus line texts, write_graphite
-  paths, mtype/interval annotations): what `monbus collectd listen` does per datagram.
+- monbus decode: NetworkDecoder (datagram -> finished monbus line texts, write_graphite
+  paths, mtype/interval annotations): what `monbus collectd listen` does per datagram (clean
+  plain datagrams take its fused walk);
+- monbus decode, general path: the same decoder with the fused walk off (records from
+  PacketParser, then LineMaker): what every datagram cost before the fused walk, and what a
+  signed, encrypted or broken datagram still costs.
 """
 from __future__ import annotations
 
@@ -84,12 +88,17 @@ def main(argv=None):
     db = TypesDB()
     parser = PacketParser()
     decoder = NetworkDecoder(db)
-    decoder.decode(packets[0])  # warm the caches as a running listener has them
-    results = {"baseline": [], "parse": [], "decode": []}
+    general = NetworkDecoder(db)
+    general._fast = False
+    for p in packets:  # warm the caches as a running listener has them
+        decoder.decode(p)
+        general.decode(p)
+    results = {"baseline": [], "parse": [], "decode": [], "general": []}
     for _ in range(a.runs):
         results["baseline"].append(rate(bare_walk, packets, nvalues, a.seconds))
         results["parse"].append(rate(parser.parse, packets, nvalues, a.seconds))
         results["decode"].append(rate(decoder.decode, packets, nvalues, a.seconds))
+        results["general"].append(rate(general.decode, packets, nvalues, a.seconds))
     med = {k: statistics.median(v) for k, v in results.items()}
     print(f"python {sys.version.split()[0]}, {len(packets)} datagrams, {nvalues} values, "
           f"median of {a.runs} runs of {a.seconds:.1f} CPU s")
@@ -99,6 +108,8 @@ def main(argv=None):
           f"({100 * med['parse'] / med['baseline']:.0f} % of baseline)")
     print(f"monbus decode (finished lines)        : {med['decode']:>10,.0f} values/s "
           f"({100 * med['decode'] / med['baseline']:.0f} % of baseline)")
+    print(f"monbus decode, general path           : {med['general']:>10,.0f} values/s "
+          f"({100 * med['general'] / med['baseline']:.0f} % of baseline)")
 
 
 if __name__ == "__main__":

@@ -577,9 +577,182 @@ class NetworkDecoder:
         self.parser = PacketParser(security_level, password_of)
         self.maker = LineMaker(typesdb, naming, store_rates)
         self.counts: dict[str, int] = {}
+        # the fused walk handles plain datagrams without StoreRates (see decode)
+        self._fast = self.parser.level == 0 and not store_rates
+        self._fplans: dict = {}
 
     def decode(self, data: bytes) -> tuple[list[str], list[PacketError]]:
         """Decode one datagram into line texts and the errors found in it."""
+        # Strategy: a clean plain datagram (the usual case) takes the fused walk below,
+        # which makes the lines as it walks (no records in between).  Anything it does not
+        # handle itself (security levels, StoreRates, Sign/Encrypt parts, notifications,
+        # unknown parts, any error) sends the whole datagram to the general path, which
+        # gives the same lines for clean datagrams (tests/bridges/collectd/
+        # test_collectd_fastpath.py checks both paths agree).
+        if self._fast and isinstance(data, bytes):
+            lines = self._decode_fast(data)
+            if lines is not None:
+                return lines, []
+        return self._decode_general(data)
+
+    def _decode_fast(self, buf: bytes) -> list[str] | None:
+        """The fused walk: lines for a clean plain datagram, or None (nothing counted) if
+        the datagram needs the general path."""
+        # Strategy: the name parts are kept as their raw payloads (NUL included) and the
+        # plan of an identifier is cached under the raw names, so a name part costs one
+        # slice; the names are decoded and checked (as PacketParser does) only when an
+        # identifier is first seen.  An unset name is b"\0", which decodes to "" as the
+        # general path's unset name is.
+        host = plugin = pinst = type_ = tinst = b"\0"
+        time = 0.0
+        interval = 0.0
+        ts = None  # the time as line text, made when the first value needs it
+        pos = 0
+        end = len(buf)
+        last = end - 4
+        head = _HEAD.unpack_from
+        u64 = _U64.unpack_from
+        hr = _HR
+        fplans = self._fplans
+        out = []
+        append = out.append
+        nvl = 0
+        nan = 0
+        while pos <= last:
+            ptype, plen = head(buf, pos)
+            if plen < 4 or plen > end - pos:
+                return None
+            nxt = pos + plen
+            if ptype == 6:
+                # the value count follows from the length; the count field is part of the
+                # plan key (with the kinds), so a plan exists only for a count that agrees
+                n = (plen - 6) // 9
+                if n <= 0 or plen != 6 + 9 * n:
+                    return None
+                voff = nxt - 8 * n
+                key = (host, plugin, pinst, type_, tinst, buf[pos + 4:voff], interval)
+                fplan = fplans.get(key)
+                if fplan is None:
+                    fplan = self._fast_plan(key, time)
+                    if fplan is None:
+                        return None
+                if ts is None:
+                    if not time:
+                        return None
+                    ts = str(int(time)) if time.is_integer() else repr(time)
+                unpack, single, pre, suf, pres, sufs, kinds = fplan
+                nvl += 1
+                if single == 1:  # one integer value: the common case
+                    append(f"{pre}{unpack(buf, voff)[0]} {ts}{suf}")
+                elif single == 2:  # one gauge
+                    v = unpack(buf, voff)[0]
+                    if v - v != 0.0:  # NaN (collectd's "U") or infinite
+                        nan += 1
+                    elif v.is_integer() and -1e16 < v < 1e16:
+                        append(f"{pre}{int(v)} {ts}{suf}")
+                    else:
+                        append(f"{pre}{v!r} {ts}{suf}")
+                elif single == 3:  # several integer values
+                    for p, v, s in zip(pres, unpack(buf, voff), sufs):
+                        append(f"{p}{v} {ts}{s}")
+                else:
+                    for p, v, s, k in zip(pres, unpack(buf, voff), sufs, kinds):
+                        if k == 1:
+                            if v - v != 0.0:  # NaN (collectd's "U") or infinite
+                                nan += 1
+                                continue
+                            v = str(int(v)) if v.is_integer() and -1e16 < v < 1e16 else repr(v)
+                        append(f"{p}{v} {ts}{s}")
+            elif ptype == 8:
+                if plen != 12:
+                    return None
+                time = u64(buf, pos + 4)[0] * hr
+                ts = None
+            elif ptype <= 5 and ptype != 1:
+                # a name part the general path would report (empty, no NUL at the end,
+                # longer than DATA_MAX_NAME_LEN) must be reported even when a good part
+                # replaces it before the next VALUES part
+                if plen == 4 or plen > 4 + _NAME_MAX or buf[nxt - 1]:
+                    return None
+                if ptype == 5:
+                    tinst = buf[pos + 4:nxt]
+                elif ptype == 3:
+                    pinst = buf[pos + 4:nxt]
+                elif ptype == 4:
+                    type_ = buf[pos + 4:nxt]
+                elif ptype == 2:
+                    plugin = buf[pos + 4:nxt]
+                else:
+                    host = buf[pos + 4:nxt]
+            elif plen != 12:
+                return None
+            elif ptype == 9:
+                interval = u64(buf, pos + 4)[0] * hr
+            elif ptype == 1:
+                time = float(u64(buf, pos + 4)[0])
+                ts = None
+            elif ptype == 7:
+                interval = float(u64(buf, pos + 4)[0])
+            else:
+                return None
+            pos = nxt
+        if pos < end:
+            return None
+        counts = self.counts
+        if nan:
+            counts["nan_values"] = counts.get("nan_values", 0) + nan
+        counts["datagrams"] = counts.get("datagrams", 0) + 1
+        counts["value_lists"] = counts.get("value_lists", 0) + nvl
+        counts["notifications"] = counts.get("notifications", 0)
+        counts["lines"] = counts.get("lines", 0) + len(out)
+        return out
+
+    def _fast_plan(self, rawkey, time):
+        """The fused walk's plan for an identifier (names still raw): LineMaker's plan (made
+        and cached the way LineMaker.lines does, counting unknown types once) in the shape
+        the walk wants; None if the general path must handle it (a bad or missing name, an
+        unknown kind code, a value count types.db contradicts)."""
+        *raws, counted, interval = rawkey
+        kinds = counted[2:]
+        if _U16.unpack_from(counted)[0] != len(kinds):
+            return None  # a wrong value count: reported by the general path
+        names = []
+        for raw in raws:
+            s, problem = self.parser._string(raw, _NAME_MAX)
+            if problem:
+                return None
+            names.append(s)
+        host, plugin, pinst, type_, tinst = names
+        if not (host and plugin and type_ and time):
+            return None
+        unpack = self.parser._unpackers.get(kinds)
+        if unpack is None:
+            return None  # unknown kind code, or first sight: the general path makes it
+        key = (host, plugin, pinst, type_, tinst, kinds, interval)
+        cache = self.maker._cache
+        plan = cache.get(key)
+        if plan is None:
+            plan = self.maker._plan(ValueList(host, plugin, pinst, type_, tinst, time,
+                                              interval, kinds, ()), [], self.counts)
+            if plan is None:
+                return None  # an error: reported by the general path
+            if len(cache) > 200_000:
+                cache.clear()
+            cache[key] = plan
+        pres, sufs, gauges, rates = plan
+        if rates is not None:
+            return None
+        if len(kinds) == 1:
+            fplan = (unpack, 2 if gauges else 1, pres[0], sufs[0], pres, sufs, kinds)
+        else:
+            fplan = (unpack, 4 if gauges else 3, None, None, pres, sufs, kinds)
+        if len(self._fplans) > 200_000:
+            self._fplans.clear()
+        self._fplans[rawkey] = fplan
+        return fplan
+
+    def _decode_general(self, data: bytes) -> tuple[list[str], list[PacketError]]:
+        """Any datagram: PacketParser records, then LineMaker lines."""
         res = self.parser.parse(data)
         counts = self.counts
         lines = self.maker.lines(res.values, res.errors, counts)
