@@ -44,6 +44,8 @@ _SLICE = 1 << 20  # expat is fed at most this much at once (bounds the recorded 
 _NAMES = ("GANGLIA_XML", "GRID", "CLUSTER", "HOST", "METRIC", "EXTRA_DATA", "EXTRA_ELEMENT",
           "HOSTS", "METRICS", "NAME", "VAL", "TYPE", "UNITS", "TN", "TMAX", "DMAX", "SLOPE",
           "SOURCE", "LOCALTIME", "REPORTED", "UP", "DOWN", "SUM", "NUM")
+# the attributes of a METRIC as gmond and gmetad write them (gmetad adds SOURCE after them)
+_GMOND_ORDER = ["NAME", "VAL", "TYPE", "UNITS", "TN", "TMAX", "DMAX", "SLOPE"]
 # a VAL whose text is already what format_number(float(VAL)) gives: at most 15 significant
 # digits (so the double prints back as the same digits), no trailing zero, no exponent
 # (repr switches to one below 1e-4), not integral.  Anything else goes through float().
@@ -146,10 +148,8 @@ class XmlDumpParser:
                 return
             # attributes come as [name, value, ...] (ordered_attributes: no dict per element);
             # gmond and gmetad always write them in this order, anything else takes a dict
-            if len(a) >= 16 and a[0] == "NAME" and a[2] == "VAL" and a[4] == "TYPE" and \
-                    a[6] == "UNITS" and a[8] == "TN" and a[10] == "TMAX" and a[14] == "SLOPE":
-                name, val, vtype, units, tn, tmax, slope = (a[1], a[3], a[5], a[7], a[9],
-                                                            a[11], a[15])
+            if a[0:16:2] == _GMOND_ORDER:  # one C-level list comparison (interned names)
+                name, val, vtype, units, tn, tmax, _, slope = a[1:16:2]
             else:
                 d = dict(zip(a[::2], a[1::2]))
                 try:
@@ -371,6 +371,8 @@ class XmlDumpParser:
                     self._ends[:] = [t for t in self._ends if t in _STRUCTURAL]
         except ExpatError as e:
             self._fail(e, data)
+        except LookupError as e:  # pyexpat asks Python's codecs for an unknown encoding
+            raise XmlDumpError(f"bad XML: {str(e)[:80]} (in the XML declaration)") from None
         out, self._out = self._out, []
         return out
 
@@ -387,6 +389,8 @@ class XmlDumpParser:
             self._p.Parse(b"", True)
         except ExpatError as e:
             self._fail(e, b"")
+        except LookupError as e:
+            raise XmlDumpError(f"bad XML: {str(e)[:80]} (in the XML declaration)") from None
         self._catch_up()
         if not self._started:
             raise XmlDumpError("no GANGLIA_XML element")

@@ -337,3 +337,15 @@ def test_float_vals_print_as_format_number(text):
         assert got == [text]  # gmond's integers pass through as printed
     else:
         assert got == [format_number(float(text))]
+
+
+def test_unknown_encoding_in_the_declaration_is_a_clear_error():
+    """A corrupted encoding name (found by the fuzz test: ISO -> ASO) is an XmlDumpError
+    quoting it, not pyexpat's LookupError escaping the parser."""
+    data = DUMP[:30] + b"A" + DUMP[31:]
+    for chunk in (1, len(data)):
+        p = XmlDumpParser(0)
+        with pytest.raises(XmlDumpError, match="ASO-8859-1"):
+            for i in range(0, len(data), chunk):
+                p.feed(data[i:i + chunk])
+            p.close()
