@@ -6,7 +6,9 @@
    metric with gmond's EXTRA_DATA, the DOCTYPE gmond sends) parsed by monbus's streaming
    parser into lines, beside two baselines on the same bytes in the same run:
    (a) a bare expat parse with no handler at all, (b) expat with a start handler that only
-   counts METRIC elements (the least any consumer of the dump must do).
+   counts METRIC elements (the least any consumer of the dump must do), (c) expat with the
+   very callbacks monbus's parser sets (a Python start handler on ordered attribute lists,
+   the C-level list.append as end handler) doing nothing: the ceiling of this design.
 2. XDR: the captured gmond datagrams (tests/data/ganglia) decoded by `GmondListener.feed`
    beside a bare `struct.unpack` walk of the same datagrams' headers.
 
@@ -102,6 +104,21 @@ def bench_xml(data: bytes, runs: int) -> dict:
         p.Parse(b"", True)
         return n[0]
 
+    def callbacks():
+        ends = []
+
+        def start(tag, attrs):
+            pass
+        p = ParserCreate()
+        p.specified_attributes = True
+        p.ordered_attributes = True
+        p.StartElementHandler = start
+        p.EndElementHandler = ends.append
+        for c in chunks:
+            p.Parse(c, False)
+            ends.clear()
+        p.Parse(b"", True)
+
     def monbus():
         p = XmlDumpParser(0.0)
         n = 0
@@ -110,11 +127,12 @@ def bench_xml(data: bytes, runs: int) -> dict:
         n += len(p.close())
         return p.stats["metrics"]
 
-    res = {"bare": [], "counting": [], "monbus": []}
+    res = {"bare": [], "counting": [], "callbacks": [], "monbus": []}
     nmetrics = counting()
     assert monbus() == nmetrics, "monbus parsed a different number of metrics"
     for _ in range(runs):
-        for name, fn in (("bare", bare), ("counting", counting), ("monbus", monbus)):
+        for name, fn in (("bare", bare), ("counting", counting), ("callbacks", callbacks),
+                         ("monbus", monbus)):
             t = time.process_time()
             fn()
             res[name].append(time.process_time() - t)
@@ -158,9 +176,12 @@ def main():
           f"median of {args.runs} runs")
     print(f"  bare expat parse (no handlers)     {r['bare']:12,.0f} metrics/s")
     print(f"  expat counting METRIC elements     {r['counting']:12,.0f} metrics/s")
+    print(f"  expat, monbus's callbacks, empty   {r['callbacks']:12,.0f} metrics/s  "
+          f"({100 * r['callbacks'] / r['bare']:.0f} % of bare)")
     print(f"  monbus ganglia XmlDumpParser       {r['monbus']:12,.0f} metrics/s  "
           f"({100 * r['monbus'] / r['bare']:.0f} % of bare, "
-          f"{100 * r['monbus'] / r['counting']:.0f} % of counting)")
+          f"{100 * r['monbus'] / r['counting']:.0f} % of counting, "
+          f"{100 * r['monbus'] / r['callbacks']:.0f} % of empty callbacks)")
     x = bench_xdr(args.runs)
     print(f"XDR datagrams (real gmond capture, x200), median of {args.runs} runs")
     print(f"  bare struct.unpack header walk     {x['bare']:12,.0f} datagrams/s")

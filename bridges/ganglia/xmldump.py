@@ -24,6 +24,7 @@ Strategy:
 """
 from __future__ import annotations
 
+import re
 import zlib
 from pyexpat import ExpatError, ParserCreate, XML_PARAM_ENTITY_PARSING_NEVER, errors
 
@@ -38,6 +39,17 @@ _MAX_DEPTH = 64
 _GZIP_MAGIC = b"\x1f\x8b"
 _STRUCTURAL = frozenset({"GANGLIA_XML", "GRID", "CLUSTER", "HOST"})
 _SLICE = 1 << 20  # expat is fed at most this much at once (bounds the recorded ends)
+# expat's element and attribute names are interned through this dict, so they are the very
+# objects of the literals below and every `tag == "METRIC"` is an identity hit
+_NAMES = ("GANGLIA_XML", "GRID", "CLUSTER", "HOST", "METRIC", "EXTRA_DATA", "EXTRA_ELEMENT",
+          "HOSTS", "METRICS", "NAME", "VAL", "TYPE", "UNITS", "TN", "TMAX", "DMAX", "SLOPE",
+          "SOURCE", "LOCALTIME", "REPORTED", "UP", "DOWN", "SUM", "NUM")
+# the attributes of a METRIC as gmond and gmetad write them (gmetad adds SOURCE after them)
+_GMOND_ORDER = ["NAME", "VAL", "TYPE", "UNITS", "TN", "TMAX", "DMAX", "SLOPE"]
+# a VAL whose text is already what format_number(float(VAL)) gives: at most 15 significant
+# digits (so the double prints back as the same digits), no trailing zero, no exponent
+# (repr switches to one below 1e-4), not integral.  Anything else goes through float().
+_CANONICAL_FLOAT = re.compile(r"-?(?:[1-9][0-9]*\.[0-9]*[1-9]|0\.(?!0000)[0-9]*[1-9])").fullmatch
 _STATS = ("hosts", "hosts_up", "hosts_down", "metrics", "string_metrics", "stale_metrics",
           "down_host_metrics", "bad_values", "clusters", "grids", "summaries", "bytes",
           "tags_dropped")
@@ -80,13 +92,13 @@ class XmlDumpParser:
         self._grid_times: list = []
         self._tags = ""                 # ";grid=<name>" of the innermost grid, or ""
         self._cluster = None            # (name, localtime as text)
-        self._starts = 0               # structural (GANGLIA_XML/GRID/CLUSTER/HOST) starts
-        self._ended = 0                # ... and their ends, as caught up
+        self._open: list[str] = []     # the structural (GANGLIA_XML/GRID/CLUSTER/HOST)
+                                       # elements open, outermost first, as caught up
         self._seen = 0
         self._gunzip = None
         self._started = False
         self._closed = False
-        p = self._p = ParserCreate()
+        p = self._p = ParserCreate(intern={n: n for n in _NAMES})
         p.StartElementHandler = self._start
         # Strategy for speed: a Python call per element end would double the cost of the
         # parse; the end handler is the C-level list.append, and the ends are looked at only
@@ -124,6 +136,9 @@ class XmlDumpParser:
 
     # -- the document -----------------------------------------------------------------------
     def _start(self, tag, a):
+        # Called for every element start; four of a gmond METRIC's five elements are its
+        # EXTRA_DATA and EXTRA_ELEMENTs (GROUP, DESC, TITLE), which carry nothing a line
+        # needs: they cost one comparison each (the tag names are interned, see _NAMES).
         if tag == "METRIC":
             # the hot path: one call per metric, so everything is inlined
             h = self._host
@@ -133,10 +148,8 @@ class XmlDumpParser:
                 return
             # attributes come as [name, value, ...] (ordered_attributes: no dict per element);
             # gmond and gmetad always write them in this order, anything else takes a dict
-            if len(a) >= 16 and a[0] == "NAME" and a[2] == "VAL" and a[4] == "TYPE" and \
-                    a[6] == "UNITS" and a[8] == "TN" and a[10] == "TMAX" and a[14] == "SLOPE":
-                name, val, vtype, units, tn, tmax, slope = (a[1], a[3], a[5], a[7], a[9],
-                                                            a[11], a[15])
+            if a[0:16:2] == _GMOND_ORDER:  # one C-level list comparison (interned names)
+                name, val, vtype, units, tn, tmax, _, slope = a[1:16:2]
             else:
                 d = dict(zip(a[::2], a[1::2]))
                 try:
@@ -150,7 +163,7 @@ class XmlDumpParser:
                 slope = d.get("SLOPE", "")
             # TN > TMAX, without int() in the usual case: gmond prints both as %u, and a
             # shorter (or equal-length, smaller) digit string is the smaller number
-            if len(tn) > len(tmax) or (len(tn) == len(tmax) and tn > tmax):
+            if len(tn) >= len(tmax) and (len(tn) > len(tmax) or tn > tmax):
                 try:
                     if int(tn) > int(tmax) > 0:
                         self.stats["stale_metrics"] += 1
@@ -161,26 +174,27 @@ class XmlDumpParser:
                 self.stats["string_metrics"] += 1
                 h[3][name] = val
                 return
-            try:
-                if val.isdigit() and val.isascii() and len(val) < 16:
-                    num = val   # an integer as gmond printed it: already a monbus number
-                else:
+            # the value as a monbus number: gmond's integers and most of its floats (%.2f and
+            # the like) are already printed the way format_number prints them
+            if not ((val.isdigit() and val.isascii() and len(val) < 16) or
+                    (len(val) < 17 and _CANONICAL_FLOAT(val))):
+                try:
                     v = float(val)
                     if v - v != 0.0:
                         raise ValueError
                     # format_number, inlined
-                    num = str(int(v)) if v.is_integer() and -1e16 < v < 1e16 else repr(v)
-            except ValueError:
-                self.stats["bad_values"] += 1
-                if len(self.errors) < 20:
-                    self.errors.append(f"{h[0]}{name}: {vtype} VAL is not a finite number: "
-                                       f"{val[:60]!r}")
-                return
+                    val = str(int(v)) if v.is_integer() and -1e16 < v < 1e16 else repr(v)
+                except ValueError:
+                    self.stats["bad_values"] += 1
+                    if len(self.errors) < 20:
+                        self.errors.append(f"{h[0]}{name}: {vtype} VAL is not a finite "
+                                           f"number: {val[:60]!r}")
+                    return
             key = (name, units, vtype, slope, tmax)
             got = self._mcache.get(key)
             if got is None:
                 got = self.namer.metric(*key)
-            h[8].append(f"{h[0]}{got[0]}{h[7]} {num} {h[1]}{got[1]}")
+            h[8].append(f"{h[0]}{got[0]}{h[7]} {val} {h[1]}{got[1]}")
             return
         if tag == "EXTRA_ELEMENT" or tag == "EXTRA_DATA":
             return
@@ -189,8 +203,8 @@ class XmlDumpParser:
             self._catch_up()
         a = dict(zip(a[::2], a[1::2]))
         if tag in _STRUCTURAL:
-            self._starts += 1
-            if self._starts - self._ended > _MAX_DEPTH:
+            self._open.append(tag)
+            if len(self._open) > _MAX_DEPTH:
                 raise XmlDumpError(f"GRID/CLUSTER/HOST elements nested deeper than "
                                    f"{_MAX_DEPTH}")
             if tag == "HOST":
@@ -211,21 +225,27 @@ class XmlDumpParser:
 
     def _catch_up(self):
         """Apply the element ends recorded (by the C-level list.append end handler) since
-        the last structural start: end a host, leave a cluster or a grid."""
+        the last structural start: end a host, leave a cluster or a grid.
+
+        expat has checked that every end matches its start, so the structural ends among
+        them close the innermost open structural elements: only their number matters, and
+        list.count finds it without a Python step per recorded end."""
         ends = self._ends
-        for tag in ends:
-            if tag in _STRUCTURAL:
-                self._ended += 1
-                if tag == "HOST":
-                    self._end_host()
-                elif tag == "GRID":
-                    if self._grids:
-                        self._grids.pop()
-                        self._grid_times.pop()
-                    self._set_tags()
-                elif tag == "CLUSTER":
-                    self._cluster = None
+        n = (ends.count("HOST") + ends.count("CLUSTER") + ends.count("GRID") +
+             ends.count("GANGLIA_XML"))
         ends.clear()
+        opened = self._open
+        for _ in range(min(n, len(opened))):
+            tag = opened.pop()
+            if tag == "HOST":
+                self._end_host()
+            elif tag == "GRID":
+                if self._grids:
+                    self._grids.pop()
+                    self._grid_times.pop()
+                self._set_tags()
+            elif tag == "CLUSTER":
+                self._cluster = None
 
     def _summary(self, tag, a):
         """gmetad's summaries (`?filter=summary` on the query port, and remote grids):
@@ -351,6 +371,8 @@ class XmlDumpParser:
                     self._ends[:] = [t for t in self._ends if t in _STRUCTURAL]
         except ExpatError as e:
             self._fail(e, data)
+        except LookupError as e:  # pyexpat asks Python's codecs for an unknown encoding
+            raise XmlDumpError(f"bad XML: {str(e)[:80]} (in the XML declaration)") from None
         out, self._out = self._out, []
         return out
 
@@ -367,6 +389,8 @@ class XmlDumpParser:
             self._p.Parse(b"", True)
         except ExpatError as e:
             self._fail(e, b"")
+        except LookupError as e:
+            raise XmlDumpError(f"bad XML: {str(e)[:80]} (in the XML declaration)") from None
         self._catch_up()
         if not self._started:
             raise XmlDumpError("no GANGLIA_XML element")

@@ -320,3 +320,32 @@ def test_huge_names_and_many_strings_still_make_valid_lines():
     assert len({g.path for g in got}) == 3
     assert all(len(g.series) < 4096 for g in got)
     assert stats["tags_dropped"] > 400
+
+
+@given(st.one_of(st.floats(allow_nan=False, allow_infinity=False).map(repr),
+                 st.tuples(st.floats(-1e15, 1e15), st.integers(0, 12)).map(
+                     lambda t: f"{t[0]:.{t[1]}f}"),
+                 st.from_regex(r"-?[0-9]{1,17}(\.[0-9]{0,17})?", fullmatch=True)))
+@settings(max_examples=300, deadline=None)
+def test_float_vals_print_as_format_number(text):
+    """The parser passes a VAL's own text through when it is already canonical (the fast
+    path): the line's number must be what format_number(float(VAL)) gives, whatever VAL."""
+    from monbus.core.line import format_number
+    lines, stats = parse_dump(_grid(_cluster("c", _host("h", metrics=_metric("m", text)))), 0)
+    got = [ln.split(" ")[1] for ln in lines if ln.startswith("ganglia.c.h.m;")]
+    if text.isdigit() and len(text) < 16:
+        assert got == [text]  # gmond's integers pass through as printed
+    else:
+        assert got == [format_number(float(text))]
+
+
+def test_unknown_encoding_in_the_declaration_is_a_clear_error():
+    """A corrupted encoding name (found by the fuzz test: ISO -> ASO) is an XmlDumpError
+    quoting it, not pyexpat's LookupError escaping the parser."""
+    data = DUMP[:30] + b"A" + DUMP[31:]
+    for chunk in (1, len(data)):
+        p = XmlDumpParser(0)
+        with pytest.raises(XmlDumpError, match="ASO-8859-1"):
+            for i in range(0, len(data), chunk):
+                p.feed(data[i:i + chunk])
+            p.close()
