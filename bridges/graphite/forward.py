@@ -1,0 +1,121 @@
+"""What `monbus carbon` sends: bus message bodies turned into carbon plaintext (pure).
+
+A bus line is `<series> <value> <timestamp>[ <annotation>]...`; carbon gets the first three
+fields only (annotations never reach carbon), with the series rewritten by the options:
+- tags `keep` (carbon >= 1.1 stores tagged series), `drop` (the bare path), or `fold`
+  (tags appended as path components, sorted by key: `cpu;core=0;dc=par` -> `cpu.core.0.dc.par`,
+  each component sanitised, for carbons without tag support);
+- an optional prefix;
+- with a RateConverter, `mtype=counter`/`derive` lines become per-second rates.
+
+Strategy for speed: when no option needs the parsed line (tags kept, no prefix, no rates,
+patterns that ZeroMQ's topic filter already applies exactly), the body is cut to three fields
+by one regular expression over the whole message, in C: no Python work per line.  Otherwise
+each line is decoded by the core codec (which validates it: bad lines are counted and
+quoted) and re-formatted.
+"""
+from __future__ import annotations
+
+import re
+
+from monbus.core.line import LineError, decode, format_number, sanitize
+
+from .rates import RATE_MTYPES, RateConverter
+
+__all__ = ["Formatter", "TAG_MODES", "exact_by_topic"]
+
+TAG_MODES = ("keep", "drop", "fold")
+# a line with annotations: keep the first three space-separated fields
+_THREE_FIELDS = re.compile(rb"^([^ \n]+ [^ \n]+ [^ \n]+) [^\n]*", re.M)
+_WILD = re.compile(r"[*?\[{]")
+
+
+def exact_by_topic(patterns) -> bool:
+    """True if ZeroMQ's topic filter alone applies these patterns exactly (no wildcards,
+    at most `<source>.<host>`), so no line needs matching again."""
+    for p in patterns:
+        if p in ("", "*", "**"):
+            continue
+        if _WILD.search(p) or len(p.rstrip(".").split(".")) > 2:
+            return False
+    return True
+
+
+def fold_tags(series: str) -> str:
+    """`path;b=2;a=1` -> `path.a.1.b.2` (tags sorted by key, each part sanitised)."""
+    path, *tags = series.split(";")
+    parts = [path]
+    for t in sorted(tags):
+        k, _, v = t.partition("=")
+        parts.append(sanitize(k))
+        parts.append(sanitize(v))
+    return ".".join(parts)
+
+
+class Formatter:
+    """Turns bus bodies into carbon plaintext; counts bad and skipped lines in `stats`."""
+
+    def __init__(self, tags: str = "keep", prefix: str = "", rates: RateConverter | None = None,
+                 matcher=None):
+        if tags not in TAG_MODES:
+            raise ValueError(f"tags must be one of {TAG_MODES}, got {tags!r}")
+        self.tags = tags
+        self.prefix = (prefix.strip(".") + ".") if prefix and prefix.strip(".") else ""
+        self.rates = rates
+        self.matcher = matcher      # None: every line of a received message matches
+        self.fast = tags == "keep" and not self.prefix and rates is None and matcher is None
+        self.stats = {"bad_lines": 0, "unmatched_lines": 0, "no_rate_lines": 0}
+        self.errors: list[LineError] = []
+        self._names: dict[str, str] = {}
+
+    def fast_body(self, body: bytes) -> bytes:
+        """The whole body as carbon lines (newline-terminated), without per-line work."""
+        if b"=" in body:
+            # annotations (or tags, harmlessly: a tag is in field 1, which is kept)
+            body = _THREE_FIELDS.sub(rb"\1", body)
+        return body + b"\n" if body and not body.endswith(b"\n") else body
+
+    def _name(self, series: str) -> str:
+        got = self._names.get(series)
+        if got is None:
+            name = series
+            if ";" in name:
+                if self.tags == "drop":
+                    name = name.split(";", 1)[0]
+                elif self.tags == "fold":
+                    name = fold_tags(name)
+            got = self.prefix + name
+            if len(self._names) > 500_000:
+                self._names.clear()
+            self._names[series] = got
+        return got
+
+    def lines(self, body: bytes) -> list[tuple[str, str]]:
+        """(carbon series, carbon line without newline) for each good line of a body."""
+        out = []
+        matcher = self.matcher
+        rates = self.rates
+        stats = self.stats
+        for raw in body.decode("utf-8", "replace").split("\n"):
+            if not raw:
+                continue
+            try:
+                line = decode(raw)
+            except LineError as e:
+                stats["bad_lines"] += 1
+                self.errors.append(e)
+                del self.errors[:-100]
+                continue
+            series, value, ts, meta = line
+            if matcher is not None and not matcher(series.split(";", 1)[0]):
+                stats["unmatched_lines"] += 1
+                continue
+            if rates is not None and meta and meta.get("mtype") in RATE_MTYPES:
+                r = rates.feed(series, value, ts, meta["mtype"])
+                if r is None:
+                    stats["no_rate_lines"] += 1
+                    continue
+                value = r.value
+            name = self._name(series)
+            out.append((name, f"{name} {format_number(value)} {format_number(ts)}"))
+        return out
