@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import whisper
 
+from monbus.core.line import decode
+
 from helpers import wait_for
 
 N_SERIES = 100
@@ -141,7 +143,7 @@ def test_sigkill_of_monbus_carbon_loses_nothing(relay, carbon_cache, daemon, tmp
     carbon_cache.stop()
     second = make_lines(t0, thirds[1].start, len(thirds[1]))
     send_lines(relay.input, second, progress)
-    expect = sum(len(x.rsplit(" ", 2)[0]) + 1 for x in second)  # 3 fields + newline
+    expect = sum(len(decode(x).carbon()) + 1 for x in second)  # 3 fields + newline
     wait_for(lambda: spool_pending(spool) >= expect, 30, what="second part in the spool")
     # ... when monbus carbon is killed outright
     fwd.stop(signal.SIGKILL)
