@@ -1,0 +1,261 @@
+"""Pure parts: the rate transform, the plaintext/pickle decoders (fuzzed), the formatter and
+the journal (spool) on its own."""
+from __future__ import annotations
+
+import pickle
+import struct
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from monbus.bridges.graphite.forward import Formatter, fold_tags
+from monbus.bridges.graphite.journal import Journal, MemoryJournal
+from monbus.bridges.graphite.plaintext import (CarbonError, LineBuffer, PickleFrames,
+                                               decode_datagram, decode_pickle,
+                                               decode_plaintext)
+from monbus.bridges.graphite.rates import RateConverter
+from monbus.core.line import LineError
+
+# --- rates -------------------------------------------------------------------------------
+
+
+def test_rate_basic_and_first_sample():
+    r = RateConverter()
+    assert r.feed("s", 100, 0) is None            # first sample: no rate
+    assert r.feed("s", 700, 60).value == 10.0
+    assert r.stats["first"] == 1 and r.stats["rates"] == 1
+
+
+def test_counter32_wrap():
+    r = RateConverter()
+    r.feed("if", 2**32 - 1000, 0)
+    got = r.feed("if", 500, 10)                   # wrapped past 2**32
+    assert got.value == 150.0 and r.stats["wraps"] == 1
+
+
+def test_counter64_wrap():
+    r = RateConverter()
+    r.feed("if", 2**64 - 2**40, 0)
+    assert r.feed("if", 2**20, 1).value == 2**40 + 2**20
+
+
+def test_reboot_is_a_reset_not_a_spike():
+    r = RateConverter()
+    r.feed("if", 3_000_000_000_000, 0)            # a 64-bit counter well below the top
+    assert r.feed("if", 1234, 60) is None         # device rebooted
+    assert r.stats["resets"] == 1
+    assert r.feed("if", 1834, 120).value == 10.0  # and rates resume from the new base
+
+
+def test_counter32_reset_low_value_is_not_a_wrap():
+    r = RateConverter()
+    r.feed("if", 1_000_000, 0)                    # far from 2**32: a drop to 5 is a reset
+    assert r.feed("if", 5, 60) is None and r.stats["resets"] == 1
+
+
+def test_derive_decrease_is_a_reset():
+    r = RateConverter()
+    r.feed("d", 2**32 - 10, 0)
+    assert r.feed("d", 5, 1, "derive") is None and r.stats["resets"] == 1
+
+
+def test_max_rate_drops_and_counts():
+    r = RateConverter(max_rate=100)
+    r.feed("s", 0, 0)
+    assert r.feed("s", 10_000, 1) is None and r.stats["over_max"] == 1
+    r.feed("w", 2**32 - 10, 0)
+    assert r.feed("w", 10**6, 1) is None           # a wrap over the max is a reset
+
+
+def test_time_not_advancing():
+    r = RateConverter()
+    r.feed("s", 1, 10)
+    assert r.feed("s", 2, 10) is None and r.stats["not_advancing"] == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2**64 - 1), st.integers(1, 600)), min_size=2,
+                max_size=30), st.sampled_from(["counter", "derive"]),
+       st.one_of(st.none(), st.floats(1, 1e12)))
+def test_rates_never_negative_or_over_max(samples, mtype, max_rate):
+    r = RateConverter(max_rate)
+    ts = 0
+    prev = None
+    for value, dt in samples:
+        ts += dt
+        got = r.feed("s", float(value), float(ts), mtype)
+        if got is not None:
+            assert got.value >= 0
+            if max_rate is not None:
+                assert got.value <= max_rate
+            if value < prev:   # a decrease became a rate: only as a plausible wrap
+                assert mtype == "counter" and got.value * dt < 2**63
+        prev = value
+
+
+# --- plaintext / pickle ----------------------------------------------------------------------
+
+
+def test_plaintext_carbon_quirks():
+    assert decode_plaintext("a.b 4.2e-10 42", 0).value == 4.2e-10
+    assert decode_plaintext("a.b\t1   -1", 1700000000.5).timestamp == 1700000000
+    assert decode_plaintext("x 1 2", 0, "graphite.h.").series == "graphite.h.x"
+    with pytest.raises(CarbonError, match="NaN"):
+        decode_plaintext("a.b nan 1", 0)
+    with pytest.raises(CarbonError, match="finite"):
+        decode_plaintext("a.b inf 1", 0)
+    with pytest.raises(CarbonError, match="<source>.<host>"):
+        decode_plaintext("single 1 2", 0)
+    with pytest.raises(CarbonError, match="3 fields"):
+        decode_plaintext("a.b 1", 0)
+
+
+def test_line_buffer_reassembles_and_bounds():
+    b = LineBuffer(max_line=100)
+    assert b.feed(b"a.b 1 ") == b""
+    assert b.feed(b"2\nc.d 3") == b"a.b 1 2\n"
+    assert b.feed(b" 4\n") == b"c.d 3 4\n"
+    assert b.feed(b"x" * 200) == b"" and b.overlong == 1
+
+
+def test_pickle_shapes():
+    # (protocol 2 would pickle bytes through the global _codecs.encode, which is refused)
+    ok = pickle.dumps([("a.b", (1700000000, 1.5)), (b"c.d", (1700000001, 2))], protocol=4)
+    errs: list = []
+    got = decode_pickle(ok, 0, "", errs)
+    assert [x.carbon() for x in got] == ["a.b 1.5 1700000000", "c.d 2 1700000001"]
+    bad = pickle.dumps([("a.b", (1, 2, 3)), ("a b.c", (1, 2)), ("e.f", (True, 1))])
+    assert decode_pickle(bad, 0, "", errs) == [] and len(errs) == 3
+    with pytest.raises(CarbonError, match="not allowed"):
+        decode_pickle(pickle.dumps([{1, 2}.__class__]), 0)
+    with pytest.raises(CarbonError, match="not a list"):
+        decode_pickle(pickle.dumps({"a": 1}), 0)
+
+
+def test_pickle_frames():
+    f = PickleFrames(max_frame=1000)
+    p = pickle.dumps([])
+    frame = struct.pack("!L", len(p)) + p
+    assert f.feed(frame[:3]) == [] and f.feed(frame[3:] + frame) == [p, p]
+    with pytest.raises(CarbonError, match="exceeds"):
+        f.feed(struct.pack("!L", 5000))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_fuzz_datagram_never_raises(data):
+    errors: list = []
+    for line in decode_datagram(data, 1700000000.0, "", errors):
+        assert line.carbon().count(" ") == 2
+    assert all(isinstance(e, LineError) for e in errors)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_fuzz_pickle_never_raises_anything_else(data):
+    try:
+        decode_pickle(data, 0.0, "", [])
+    except CarbonError:
+        pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.recursive(st.none() | st.booleans() | st.floats() | st.text(max_size=5)
+                    | st.binary(max_size=5) | st.integers(),
+                    lambda c: st.lists(c, max_size=3) | st.tuples(c, c), max_leaves=10))
+def test_fuzz_pickle_structures(obj):
+    errors: list = []
+    try:
+        lines = decode_pickle(pickle.dumps(obj), 0.0, "", errors)
+    except CarbonError:
+        return
+    assert all(isinstance(e, LineError) for e in errors)
+    for line in lines:
+        assert line.carbon().count(" ") == 2
+
+
+# --- formatter ------------------------------------------------------------------------------
+
+
+BODY = (b"app.web01.req;env=prod;dc=par 5 1700000000 mtype=gauge unit=req%2Fs\n"
+        b"app.web01.if 2000 1700000000 mtype=counter\n"
+        b"app.web01.if 2600 1700000060 mtype=counter")
+
+
+def test_formatter_fast_path_strips_annotations():
+    f = Formatter()
+    assert f.fast
+    assert f.fast_body(BODY) == (b"app.web01.req;env=prod;dc=par 5 1700000000\n"
+                                 b"app.web01.if 2000 1700000000\n"
+                                 b"app.web01.if 2600 1700000060\n")
+
+
+@pytest.mark.parametrize("tags,first", [
+    ("keep", "pre.app.web01.req;env=prod;dc=par 5 1700000000"),
+    ("drop", "pre.app.web01.req 5 1700000000"),
+    ("fold", "pre.app.web01.req.dc.par.env.prod 5 1700000000")])
+def test_formatter_tags_prefix_rates(tags, first):
+    f = Formatter(tags, "pre", RateConverter())
+    out = [t for _, t in f.lines(BODY)]
+    assert out == [first, "pre.app.web01.if 10 1700000060"]
+    assert f.stats["no_rate_lines"] == 1
+
+
+def test_formatter_counts_bad_lines():
+    f = Formatter("drop")
+    assert f.lines(b"bad line\napp.h.x 1 2") == [("app.h.x", "app.h.x 1 2")]
+    assert f.stats["bad_lines"] == 1 and "bad line" in str(f.errors[0])
+
+
+def test_fold_tags_sanitises():
+    assert fold_tags("a.b;k=v.1;j=x y") == "a.b.j.x_y.k.v_1"
+
+
+# --- journal ------------------------------------------------------------------------------
+
+
+def test_journal_persists_cursor_and_replays(tmp_path):
+    j = Journal(str(tmp_path), max_bytes=10_000, segment_bytes=100)
+    for i in range(20):
+        j.append(f"a.b {i} {i}\n".encode())
+    token, data = j.peek(30)
+    assert data.startswith(b"a.b 0 0\n") and data.endswith(b"\n")
+    j.commit(token, data.count(b"\n"))
+    j.close()
+    j2 = Journal(str(tmp_path), max_bytes=10_000, segment_bytes=100)   # a restart
+    rest = b""
+    while (c := j2.peek(1000)) is not None:
+        rest += c[1]
+        j2.commit(c[0], c[1].count(b"\n"))
+    assert (data + rest).decode().splitlines() == [f"a.b {i} {i}" for i in range(20)]
+    assert j2.replayed_lines == 20 - data.count(b"\n") and j2.pending_bytes == 0
+
+
+def test_journal_bound_drops_oldest_and_counts(tmp_path):
+    j = Journal(str(tmp_path), max_bytes=1000, segment_bytes=200)
+    for i in range(200):
+        j.append(f"x.y {i} {i}\n".encode())
+    assert j.pending_bytes <= 1000
+    assert j.dropped_lines > 0
+    token, data = j.peek(100000)
+    lines = data.decode().splitlines()
+    assert lines[-1] == "x.y 199 199"
+    assert j.dropped_lines + len(lines) == 200
+
+
+def test_journal_cuts_torn_tail(tmp_path):
+    j = Journal(str(tmp_path))
+    j.append(b"a.b 1 1\n")
+    j.close()
+    seg = next(tmp_path.glob("*.seg"))
+    with open(seg, "ab") as f:
+        f.write(b"a.b 2 ")               # killed mid-write (power loss)
+    j2 = Journal(str(tmp_path))
+    assert j2.peek(100)[1] == b"a.b 1 1\n"
+
+
+def test_memory_journal_bound():
+    j = MemoryJournal(max_bytes=30)
+    for i in range(10):
+        j.append(b"a.b 1 1\n")
+    assert j.dropped_lines == 7 and j.peek(100)[1] == b"a.b 1 1\n" * 3
