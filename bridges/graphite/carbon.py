@@ -341,7 +341,9 @@ def cli(patterns, connect, curve_server_key, curve_secret, carbons, transport, m
         specs = [parse_carbon(c) for c in carbons]
     except ValueError as e:
         raise click.ClickException(str(e)) from None
-    if len({(h, i) for h, _, i in specs}) != len(specs):
+    if len({(h, p) for h, p, _ in specs}) != len(specs):
+        raise click.ClickException("the same --carbon HOST:PORT is given twice")
+    if mode == "shard" and len({(h, i) for h, _, i in specs}) != len(specs):
         raise click.ClickException("two --carbon share a host and instance: give each an "
                                    "INSTANCE (HOST:PORT:INSTANCE) so the ring can tell them apart")
     if mode == "shard" and len(specs) < 2:

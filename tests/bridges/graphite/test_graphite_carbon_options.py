@@ -1,0 +1,102 @@
+"""`monbus carbon` options end to end: rates, tag modes, prefix, the three transports,
+replication to several carbons, bad input and bad options."""
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from helpers import wait_for
+from monbus.core.bus import Sender
+
+LINES = ["opt.sw1.if;port=1 4294967000 1700000000 mtype=counter",
+         "opt.sw1.if;port=1 700 1700000010 mtype=counter",          # 32-bit wrap: 99.6/s
+         "opt.sw1.if;port=1 800 1700000020 mtype=counter",          # 10/s
+         "opt.sw1.if;port=1 5 1700000030 mtype=counter",            # reset: nothing
+         "opt.sw1.temp;port=1 41.5 1700000030 mtype=gauge unit=C"]
+
+
+def send(relay, lines):
+    s = Sender(relay.input, None, 10.0)
+    for x in lines:
+        s.add(x)
+    assert s.close(30.0)["lost_lines"] == 0
+
+
+def start(daemon, relay, *args):
+    p = daemon("carbon", "--connect", relay.output, "--selfmetrics-interval", "0",
+               "--relay", relay.input, *args, "opt.**")
+    wait_for(lambda: relay.relay._subs or p.proc.poll() is not None, 20, what="subscription")
+    assert p.proc.poll() is None, p.text()
+    return p
+
+
+@pytest.mark.parametrize("transport", ["tcp", "graphyte"])
+def test_rates_fold_prefix(relay, daemon, line_counter, transport):
+    lc = line_counter()
+    p = start(daemon, relay, "--carbon", f"127.0.0.1:{lc.port}", "--transport", transport,
+              "--rates", "--tags", "fold", "--prefix", "dc1")
+    send(relay, LINES)
+    wait_for(lambda: len(lc.lines) >= 3, 20, what="lines at the receiver")
+    assert sorted(lc.lines) == sorted(["dc1.opt.sw1.if.port.1 99.6 1700000010",
+                                       "dc1.opt.sw1.if.port.1 10 1700000020",
+                                       "dc1.opt.sw1.temp.port.1 41.5 1700000030"])
+    assert p.stop() == 0
+
+
+def test_udp_transport_and_replication(relay, daemon, line_counter):
+    lc = line_counter()
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.bind(("127.0.0.1", 0))
+    u.settimeout(10)
+    p = start(daemon, relay, "--carbon", f"127.0.0.1:{u.getsockname()[1]}", "--transport",
+              "udp", "--udp-size", "600", "--tags", "drop")
+    many = [f"opt.h{i % 3}.x {i} 1700000000" for i in range(200)]
+    send(relay, many)
+    got = []
+    while len(got) < 200:
+        d, _ = u.recvfrom(70000)
+        assert len(d) <= 600 and d.endswith(b"\n")
+        got += d.decode().splitlines()
+    assert sorted(got) == sorted(many)
+    p.stop()
+    u.close()
+    # replicate: every carbon gets every line
+    a, b = line_counter(), line_counter()
+    p = start(daemon, relay, "--carbon", f"127.0.0.1:{a.port}", "--carbon",
+              f"127.0.0.1:{b.port}")
+    send(relay, many[:50])
+    wait_for(lambda: len(a.lines) == 50 and len(b.lines) == 50, 20, what="both carbons")
+    assert sorted(a.lines) == sorted(b.lines) == sorted(many[:50])
+    assert p.stop() == 0
+
+
+def test_bad_lines_on_the_bus_are_counted_not_forwarded(relay, daemon, line_counter, subscribe):
+    lc = line_counter()
+    msub = subscribe("monbus.**")
+    p = start(daemon, relay, "--carbon", f"127.0.0.1:{lc.port}", "--tags", "drop",
+              "--selfmetrics-interval", "1")
+    send(relay, ["opt.h.x 1 1700000000", "opt.h.y notanumber 1700000000",
+                 "opt.h.z 2 1700000000"])
+    wait_for(lambda: len(lc.lines) == 2, 20, what="good lines")
+    assert sorted(lc.lines) == ["opt.h.x 1 1700000000", "opt.h.z 2 1700000000"]
+
+    def bad_count():
+        for line in msub.recv_lines(0.5) or ():
+            if line.path.endswith(".carbon.bad_lines"):
+                return line.value == 1
+    wait_for(bad_count, 20, what="bad_lines self-metric")
+    assert p.stop() == 0
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--carbon", "nohost"], "HOST:PORT"),
+    (["--carbon", "a:1", "--mode", "shard"], "at least two"),
+    (["--carbon", "a:1", "--carbon", "a:2", "--mode", "shard"], "INSTANCE"),
+    (["--carbon", "a:1", "--carbon", "a:1"], "twice"),
+    (["--max-rate", "10"], "--rates"),
+    (["--retention", "bogus"], "retention"),
+])
+def test_bad_options_one_line_error(monbus, args, msg):
+    r = monbus("carbon", *args, timeout=30)
+    assert r.returncode != 0 and msg in r.stderr and "Traceback" not in r.stderr
