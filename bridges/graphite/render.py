@@ -3,8 +3,9 @@
 The JSON is a list of series `{"target": NAME, "datapoints": [[value, timestamp], ...],
 "tags": {...}}`; a value is null where Graphite has no data.  NAME is the series' path, or
 the expression that computed it (`sumSeries(collectd.*.load)`), or its alias.  It becomes
-`<prefix>.<name>`: a name that is already a valid path keeps its components, anything else
-is sanitised into one component (never colliding silently; core Sanitizer).
+`<prefix>.<name>`: a plain dotted name (letters, digits, `_-+:@#%` per component) keeps its
+components, anything else is sanitised into one component (never colliding silently; core
+Sanitizer).
 
 `RenderState` remembers the newest timestamp published per series, so each poll (which
 reads a window like `from=-10min`) publishes only datapoints not published before.
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import json
 
-from monbus.core.line import Line, LineError, Sanitizer, decode, format_number
+from monbus.core.line import Line, LineError, Sanitizer, decode, format_number, sanitize
 
 __all__ = ["RenderState", "RenderError"]
 
@@ -44,10 +45,12 @@ class RenderState:
         """The monbus series for a graphite target name."""
         got = self._names.get(target)
         if got is None:
-            got = f"{self.prefix}.{target}"
-            try:
-                decode(f"{got} 0 0")
-            except LineError:
+            comps = target.split(".")
+            # a plain path keeps its components; an expression (`sumSeries(a.*.b)`, with
+            # wildcards that would confuse every subscriber's patterns) becomes one component
+            if all(c and sanitize(c) == c for c in comps):
+                got = f"{self.prefix}.{target}"
+            else:
                 got = f"{self.prefix}.{self._san(target)}"
             self._names[target] = got
         return got
