@@ -269,7 +269,7 @@ def _publish_metrics(counters, fwd, deliveries, sub, rates, sender, now):
 @click.command()
 @click.argument("patterns", nargs=-1)
 @subscriber_options
-@click.option("--carbon", "carbons", multiple=True, metavar="HOST:PORT[:INSTANCE]",
+@click.option("--carbon", "carbon", multiple=True, metavar="HOST:PORT[:INSTANCE]",
               help="Carbon to send to (plaintext protocol); repeatable.  INSTANCE names the "
                    "node on the consistent-hashing ring as in carbon's DESTINATIONS.  Without "
                    "any, lines are written to whisper files (--whisper).")
@@ -289,7 +289,7 @@ def _publish_metrics(counters, fwd, deliveries, sub, rates, sender, now):
 @click.option("--normalize-tags", is_flag=True,
               help="Shard mode: hash tagged series with their tags sorted, as carbon-relay "
                    "with TAG_RELAY_NORMALIZED = True.")
-@click.option("--whisper", "whisper_dir", type=click.Path(file_okay=False), default="./whisper",
+@click.option("--whisper", "whisper", type=click.Path(file_okay=False), default="./whisper",
               show_default=True, envvar="MONBUS_WHISPER",
               help="Without --carbon: write whisper files here (carbon's layout, so "
                    "graphite-web can read them) [env MONBUS_WHISPER].")
@@ -304,7 +304,7 @@ def _publish_metrics(counters, fwd, deliveries, sub, rates, sender, now):
                    "wraps handled, resets never become spikes).")
 @click.option("--max-rate", type=click.FloatRange(min=0, min_open=True), default=None,
               help="With --rates: drop (and count) rates above this.")
-@click.option("--spool", "spool_dir", type=click.Path(file_okay=False), default=None,
+@click.option("--spool", "spool", type=click.Path(file_okay=False), default=None,
               envvar="MONBUS_CARBON_SPOOL",
               help="Durable spool directory (one journal per destination); without it data "
                    "waits in memory and what is undelivered at exit is lost (and counted) "
@@ -327,9 +327,9 @@ def _publish_metrics(counters, fwd, deliveries, sub, rates, sender, now):
               help="Relay to publish self-metrics to (monbus.<host>.carbon.*) [env MONBUS_RELAY].")
 @click.option("--selfmetrics-interval", type=click.FloatRange(min=0), default=10.0,
               show_default=True, help="Seconds between self-metric publications (0: none).")
-def cli(patterns, connect, curve_server_key, curve_secret, carbons, transport, mode, hash_type,
-        replication, normalize_tags, whisper_dir, retention, tags, prefix, rates, max_rate,
-        spool_dir, spool_max, fsync, batch_size, udp_size, timeout, drain_timeout, relay,
+def cli(patterns, connect, curve_server_key, curve_secret, carbon, transport, mode, hash_type,
+        replication, normalize_tags, whisper, retention, tags, prefix, rates, max_rate,
+        spool, spool_max, fsync, batch_size, udp_size, timeout, drain_timeout, relay,
         selfmetrics_interval):
     """Replay the bus (lines matching PATTERNS, default all) into carbon, losing nothing.
 
@@ -337,6 +337,7 @@ def cli(patterns, connect, curve_server_key, curve_secret, carbons, transport, m
     it, so carbon restarts, carbon outages and restarts of this command lose no data.
     Annotations never reach carbon; with no --carbon, lines go into whisper files.
     """
+    carbons, whisper_dir, spool_dir = carbon, whisper, spool
     try:
         specs = [parse_carbon(c) for c in carbons]
     except ValueError as e:

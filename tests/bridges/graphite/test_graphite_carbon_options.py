@@ -26,7 +26,8 @@ def send(relay, lines):
 def start(daemon, relay, *args):
     p = daemon("carbon", "--connect", relay.output, "--selfmetrics-interval", "0",
                "--relay", relay.input, *args, "opt.**")
-    wait_for(lambda: relay.relay._subs or p.proc.poll() is not None, 20, what="subscription")
+    wait_for(lambda: b"opt." in relay.relay._subs or p.proc.poll() is not None, 20,
+             what="subscription")
     assert p.proc.poll() is None, p.text()
     return p
 
@@ -100,3 +101,28 @@ def test_bad_lines_on_the_bus_are_counted_not_forwarded(relay, daemon, line_coun
 def test_bad_options_one_line_error(monbus, args, msg):
     r = monbus("carbon", *args, timeout=30)
     assert r.returncode != 0 and msg in r.stderr and "Traceback" not in r.stderr
+
+
+def test_messages_missed_while_dead_are_reported(relay, daemon, line_counter, subscribe,
+                                                 tmp_path):
+    """While monbus carbon is dead, another subscriber keeps the relay publishing (so it does
+    not hold): after the restart monbus carbon knows, from the relay sequence numbers saved
+    with its spool, how many messages it missed, and says so."""
+    import signal
+    lc = line_counter()
+    spool = tmp_path / "cs"
+    other = subscribe("opt.h")       # topic prefix opt.h. (monbus carbon's is opt.)
+    args = ("--carbon", f"127.0.0.1:{lc.port}", "--spool", spool)
+    p = start(daemon, relay, *args)
+    send(relay, ["opt.h.x 1 1700000000"])
+    wait_for(lambda: len(lc.lines) == 1, 20, what="first line")
+    p.stop(signal.SIGKILL)
+    wait_for(lambda: b"opt." not in relay.relay._subs, 20, what="the relay to see it gone")
+    for k in range(3):              # three messages only the other subscriber gets
+        send(relay, [f"opt.h.x {k + 2} 1700000000"])
+    assert len([x for _ in range(3) for x in other.recv_lines(5) or ()]) >= 1
+    p2 = start(daemon, relay, *args)
+    send(relay, ["opt.h.x 9 1700000000"])
+    wait_for(lambda: "9 1700000000" in " ".join(lc.lines), 20, what="the line after restart")
+    wait_for(lambda: "3 bus messages lost" in p2.text(), 10, what="the loss report")
+    assert p2.stop() == 0
