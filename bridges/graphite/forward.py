@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 
-from monbus.core.line import LineError, decode, format_number, sanitize
+from monbus.core.line import LineError, decode, format_number, sanitize, topic_of
 
 from .rates import RATE_MTYPES, RateConverter
 
@@ -92,6 +92,8 @@ class Formatter:
 
     def lines(self, body: bytes) -> list[tuple[str, str]]:
         """(carbon series, carbon line without newline) for each good line of a body."""
+        if self.rates is None:
+            return self._lines_no_rates(body)
         out = []
         matcher = self.matcher
         rates = self.rates
@@ -118,4 +120,41 @@ class Formatter:
                 value = r.value
             name = self._name(series)
             out.append((name, f"{name} {format_number(value)} {format_number(ts)}"))
+        return out
+
+    def _lines_no_rates(self, body: bytes) -> list[tuple[str, str]]:
+        # Without rates only the series is rewritten: value and timestamp pass through as
+        # written (after a check that they are finite numbers), and the series name is
+        # validated once per name (the core's cache of valid names).  A line failing any
+        # check goes through the full decoder, which names the problem.
+        out = []
+        append = out.append
+        matcher = self.matcher
+        stats = self.stats
+        names = self._names
+        for raw in body.decode("utf-8", "replace").split("\n"):
+            if not raw:
+                continue
+            parts = raw.split(" ", 3)
+            try:
+                series, v, t = parts[0], parts[1], parts[2]
+                topic_of(series)
+                fv, ft = float(v), float(t)
+                if fv - fv != 0.0 or ft - ft != 0.0 or ft < 0 or "_" in v or "_" in t \
+                        or not (v.isascii() and t.isascii()):
+                    raise ValueError
+            except (IndexError, ValueError):
+                try:
+                    decode(raw)
+                except LineError as e:
+                    stats["bad_lines"] += 1
+                    self.errors.append(e)
+                    del self.errors[:-100]
+                    continue
+                series, v, t = parts[0], parts[1], parts[2]
+            if matcher is not None and not matcher(series.split(";", 1)[0]):
+                stats["unmatched_lines"] += 1
+                continue
+            name = names.get(series) or self._name(series)
+            append((name, f"{name} {v} {t}"))
         return out

@@ -12,6 +12,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from helpers import DATA, collect, free_port, wait_for
 
 CARBON_C_RELAY = shutil.which("carbon-c-relay") or "/usr/bin/carbon-c-relay"
@@ -160,3 +162,62 @@ def test_pickle_receiver_is_restricted(relay, subscribe, daemon, tmp_path):
     assert not marker.exists()
     assert "not allowed" in p.text()
     assert p.proc.poll() is None
+
+
+def test_real_collectd_write_graphite(relay, subscribe, daemon, tmp_path):
+    """A real collectd 5.12 (write_graphite over TCP, Interval 1) writes to the listener; its
+    load values agree with what the same collectd writes through its csv plugin."""
+    collectd = shutil.which("collectd") or "/usr/sbin/collectd"
+    sub = subscribe("collectd.**")
+    p, port = start_listener(daemon, relay)
+    csv = tmp_path / "csv"
+    conf = tmp_path / "collectd.conf"
+    conf.write_text(f"""Hostname "monbus-test"
+FQDNLookup false
+BaseDir "{tmp_path}"
+PIDFile "{tmp_path}/collectd.pid"
+TypesDB "/usr/share/collectd/types.db"
+Interval 1
+LoadPlugin load
+LoadPlugin csv
+LoadPlugin write_graphite
+<Plugin csv>
+  DataDir "{csv}"
+  StoreRates false
+</Plugin>
+<Plugin write_graphite>
+  <Node "monbus">
+    Host "127.0.0.1"
+    Port "{port}"
+    Protocol "tcp"
+    Prefix "collectd."
+    EscapeCharacter "_"
+    StoreRates false
+  </Node>
+</Plugin>
+""")
+    cd = subprocess.Popen([collectd, "-C", str(conf), "-f"], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+    try:
+        got = []
+
+        def three_loads():
+            got.extend(sub.recv_lines(0.5) or ())
+            return len([x for x in got if x.path.endswith("load.load.shortterm")]) >= 3
+        wait_for(three_loads, 40, what="three load samples from collectd")
+    finally:
+        cd.terminate()
+        cd.wait(20)
+    loads = [x for x in got if x.series == "collectd.monbus-test.load.load.shortterm"]
+    assert len(loads) >= 3
+    rows = []
+    for f in csv.glob("monbus-test/load/load-*"):
+        for row in f.read_text().splitlines()[1:]:
+            t, short, *_ = row.split(",")
+            rows.append((float(t), float(short)))
+    # csv keeps collectd's sub-second times, write_graphite whole seconds: the same sample
+    # is the csv row less than a second away with the same value
+    matched = [x for x in loads
+               if any(abs(t - x.timestamp) < 1 and v == pytest.approx(x.value, rel=1e-6)
+                      for t, v in rows)]
+    assert len(matched) >= len(loads) - 1, (loads, rows)   # the csv may lag by one write

@@ -262,3 +262,58 @@ def test_memory_journal_bound():
     for i in range(10):
         j.append(b"a.b 1 1\n")
     assert j.dropped_lines == 7 and j.peek(100)[1] == b"a.b 1 1\n" * 3
+
+
+# --- render API -------------------------------------------------------------------------------
+
+
+def test_render_state_keeps_high_water_mark():
+    from monbus.bridges.graphite.render import RenderState
+    st = RenderState("graphite.gw")
+    body = b'[{"target": "a.b", "datapoints": [[1, 10], [null, 20], [3.5, 30]]}]'
+    assert [(x.series, x.value, x.timestamp) for x in st.new_points(body)] == [
+        ("graphite.gw.a.b", 1.0, 10.0), ("graphite.gw.a.b", 3.5, 30.0)]
+    assert st.new_points(body) == []
+    body2 = b'[{"target": "a.b", "datapoints": [[3.5, 30], [4, 40]]}]'
+    assert [x.value for x in st.new_points(body2)] == [4.0]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200) | st.recursive(
+    st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=8),
+    lambda c: st.lists(c, max_size=3) | st.dictionaries(
+        st.sampled_from(["target", "datapoints", "tags"]), c, max_size=3),
+    max_leaves=12).map(lambda o: __import__("json").dumps(o).encode()))
+def test_fuzz_render_json(body):
+    from monbus.bridges.graphite.render import RenderError, RenderState
+    st_ = RenderState("graphite.gw")
+    try:
+        lines = st_.new_points(body)
+    except RenderError:
+        return
+    for line in lines:
+        assert line.series.startswith("graphite.gw.")
+
+
+_token = st.sampled_from(["a.b", "a.b;t=v", "a", "a..b", "1", "-2.5", "1e3", "nan", "inf",
+                          "1_0", "x", "", "mtype=counter", "a.b;t=", "٣", "0", "7.0"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(_token, min_size=0, max_size=5).map(" ".join), max_size=8))
+def test_fuzz_formatter_accepts_exactly_what_the_codec_accepts(rows):
+    """The no-rates path skips the full decoder for speed; it must accept exactly the lines
+    the core codec accepts, with the same values."""
+    from monbus.core.line import decode as core_decode
+    body = "\n".join(rows).encode()
+    got = Formatter("keep").lines(body)
+    want = []
+    for raw in rows:
+        if not raw:
+            continue
+        try:
+            line = core_decode(raw)
+        except LineError:
+            continue
+        want.append((line.series, line.value, line.timestamp))
+    assert [(s, float(t.split(" ")[1]), float(t.split(" ")[2])) for s, t in got] == want
