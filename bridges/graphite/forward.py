@@ -126,7 +126,8 @@ class Formatter:
         # Without rates only the series is rewritten: value and timestamp pass through as
         # written (after a check that they are finite numbers), and the series name is
         # validated once per name (the core's cache of valid names).  A line failing any
-        # check goes through the full decoder, which names the problem.
+        # check goes through the full decoder, which names the problem.  Annotations are
+        # not checked: they never reach carbon.
         out = []
         append = out.append
         matcher = self.matcher
@@ -145,7 +146,7 @@ class Formatter:
                     raise ValueError
             except (IndexError, ValueError):
                 try:
-                    decode(raw)
+                    decode(" ".join(parts[:3]))
                 except LineError as e:
                     stats["bad_lines"] += 1
                     self.errors.append(e)

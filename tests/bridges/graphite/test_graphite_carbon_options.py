@@ -26,7 +26,7 @@ def send(relay, lines):
 def start(daemon, relay, *args):
     p = daemon("carbon", "--connect", relay.output, "--selfmetrics-interval", "0",
                "--relay", relay.input, *args, "opt.**")
-    wait_for(lambda: b"opt." in relay.relay._subs or p.proc.poll() is not None, 20,
+    wait_for(lambda: b"opt." in relay.relay._subs or p.proc.poll() is not None, 60,
              what="subscription")
     assert p.proc.poll() is None, p.text()
     return p
@@ -38,7 +38,7 @@ def test_rates_fold_prefix(relay, daemon, line_counter, transport):
     p = start(daemon, relay, "--carbon", f"127.0.0.1:{lc.port}", "--transport", transport,
               "--rates", "--tags", "fold", "--prefix", "dc1")
     send(relay, LINES)
-    wait_for(lambda: len(lc.lines) >= 3, 20, what="lines at the receiver")
+    wait_for(lambda: len(lc.lines) >= 3, 60, what="lines at the receiver")
     assert sorted(lc.lines) == sorted(["dc1.opt.sw1.if.port.1 99.6 1700000010",
                                        "dc1.opt.sw1.if.port.1 10 1700000020",
                                        "dc1.opt.sw1.temp.port.1 41.5 1700000030"])
@@ -67,7 +67,7 @@ def test_udp_transport_and_replication(relay, daemon, line_counter):
     p = start(daemon, relay, "--carbon", f"127.0.0.1:{a.port}", "--carbon",
               f"127.0.0.1:{b.port}")
     send(relay, many[:50])
-    wait_for(lambda: len(a.lines) == 50 and len(b.lines) == 50, 20, what="both carbons")
+    wait_for(lambda: len(a.lines) == 50 and len(b.lines) == 50, 60, what="both carbons")
     assert sorted(a.lines) == sorted(b.lines) == sorted(many[:50])
     assert p.stop() == 0
 
@@ -79,14 +79,14 @@ def test_bad_lines_on_the_bus_are_counted_not_forwarded(relay, daemon, line_coun
               "--selfmetrics-interval", "1")
     send(relay, ["opt.h.x 1 1700000000", "opt.h.y notanumber 1700000000",
                  "opt.h.z 2 1700000000"])
-    wait_for(lambda: len(lc.lines) == 2, 20, what="good lines")
+    wait_for(lambda: len(lc.lines) == 2, 60, what="good lines")
     assert sorted(lc.lines) == ["opt.h.x 1 1700000000", "opt.h.z 2 1700000000"]
 
     def bad_count():
         for line in msub.recv_lines(0.5) or ():
             if line.path.endswith(".carbon.bad_lines"):
                 return line.value == 1
-    wait_for(bad_count, 20, what="bad_lines self-metric")
+    wait_for(bad_count, 60, what="bad_lines self-metric")
     assert p.stop() == 0
 
 
@@ -115,14 +115,14 @@ def test_messages_missed_while_dead_are_reported(relay, daemon, line_counter, su
     args = ("--carbon", f"127.0.0.1:{lc.port}", "--spool", spool)
     p = start(daemon, relay, *args)
     send(relay, ["opt.h.x 1 1700000000"])
-    wait_for(lambda: len(lc.lines) == 1, 20, what="first line")
+    wait_for(lambda: len(lc.lines) == 1, 60, what="first line")
     p.stop(signal.SIGKILL)
-    wait_for(lambda: b"opt." not in relay.relay._subs, 20, what="the relay to see it gone")
+    wait_for(lambda: b"opt." not in relay.relay._subs, 60, what="the relay to see it gone")
     for k in range(3):              # three messages only the other subscriber gets
         send(relay, [f"opt.h.x {k + 2} 1700000000"])
     assert len([x for _ in range(3) for x in other.recv_lines(5) or ()]) >= 1
     p2 = start(daemon, relay, *args)
     send(relay, ["opt.h.x 9 1700000000"])
-    wait_for(lambda: "9 1700000000" in " ".join(lc.lines), 20, what="the line after restart")
+    wait_for(lambda: "9 1700000000" in " ".join(lc.lines), 60, what="the line after restart")
     wait_for(lambda: "3 bus messages lost" in p2.text(), 10, what="the loss report")
     assert p2.stop() == 0

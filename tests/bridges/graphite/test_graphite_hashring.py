@@ -66,7 +66,7 @@ def test_shard_mode_matches_carbon_c_relay(relay, daemon, line_counter, tmp_path
                 return True
             except OSError:
                 return False
-        wait_for(up, 20, what="carbon-c-relay")
+        wait_for(up, 60, what="carbon-c-relay")
         with socket.create_connection(("127.0.0.1", in_port)) as s:
             s.sendall(("\n".join(lines) + "\n").encode())
         wait_for(lambda: sum(len(lc.lines) for lc in via_relay) == len(lines), 30,
@@ -80,7 +80,7 @@ def test_shard_mode_matches_carbon_c_relay(relay, daemon, line_counter, tmp_path
     for lc, name in zip(via_monbus, "abc"):
         args += ["--carbon", f"127.0.0.1:{lc.port}:{name}"]
     p = daemon(*args, "shard.**")
-    wait_for(lambda: relay.relay._subs, 20, what="monbus carbon to subscribe")
+    wait_for(lambda: relay.relay._subs, 60, what="monbus carbon to subscribe")
     s = Sender(relay.input, None, 10.0)
     for x in lines:
         s.add(x)

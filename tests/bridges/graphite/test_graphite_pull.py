@@ -86,15 +86,15 @@ def test_pull_publishes_only_new_points(relay, subscribe, daemon, render):
     p = daemon("graphite", "pull", "--relay", relay.input, "--url", render.url,
                "--target", "collectd.web01.load", "--target", "no.such.series",
                "--prefix", "graphite.gw", "--interval", "1", "--from", "-10min")
-    got = collect(sub, 3, 20)
+    got = collect(sub, 3, 60)
     assert [(x.series, x.value, x.timestamp) for x in got] == [
         ("graphite.gw.collectd.web01.load", float(k), float(now - 60 + 10 * k))
         for k in range(3)]
     write_points(render.root, "collectd.web01.load", [(now - 30, 7.5)])
-    got = collect(sub, 1, 20)
+    got = collect(sub, 1, 60)
     assert [(x.value, x.timestamp) for x in got] == [(7.5, float(now - 30))]
     n = len(render.requests)
-    wait_for(lambda: len(render.requests) >= n + 2, 20, what="more polls")
+    wait_for(lambda: len(render.requests) >= n + 2, 60, what="more polls")
     assert sub.recv_lines(1.0) is None      # nothing new: nothing published again
     assert "render API" in p.text() and "500" in p.text()
     assert p.stop() == 0
@@ -114,7 +114,7 @@ def test_pull_once_sanitises_function_names(relay, subscribe, monbus, render):
     r = monbus("graphite", "pull", "--relay", relay.input, "--url", render.url, "--target",
                "app.web01.req", "--prefix", "graphite.gw", "--once")
     assert r.returncode == 0, r.stderr
-    [got] = collect(sub, 1, 10)
+    [got] = collect(sub, 1, 60)
     assert (got.series, got.value) == ("graphite.gw.app.web01.req", 3.0)
 
 

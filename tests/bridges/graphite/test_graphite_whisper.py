@@ -25,7 +25,7 @@ def test_whisper_mode_writes_carbons_layout(relay, daemon, tmp_path):
     wdir = tmp_path / "whisper"
     p = daemon("carbon", "--connect", relay.output, "--whisper", wdir, "--retention",
                "1s:1h,1m:1d", "--selfmetrics-interval", "0", "--relay", relay.input, "wsp.**")
-    wait_for(lambda: relay.relay._subs, 20, what="monbus carbon to subscribe")
+    wait_for(lambda: relay.relay._subs, 60, what="monbus carbon to subscribe")
     now = int(time.time())
     series = ["wsp.web01.cpu.idle", "wsp.web01.req;env=prod;dc=par.1"]
     s = Sender(relay.input, None, 10.0)
@@ -56,5 +56,5 @@ def test_demo_feed(relay, subscribe):
     sub = subscribe("collectd.**")
     n = feed(relay.input, None)
     assert n == 350
-    got = collect(sub, n, 15)
+    got = collect(sub, n, 60)
     assert got[0].series == "collectd.cdhost_monbus_example.load.load.shortterm"
