@@ -127,10 +127,14 @@ def parse_retention(text: str) -> list[tuple[int, int]]:
 
 
 def whisper_path(root: str, series: str) -> str:
-    """The file carbon would use for a series: dots are directories; tagged series go under
+    """The file carbon would use for a series: dots are directories; tagged series are first
+    normalised (tags sorted, as carbon's cache does) and go under
     `_tagged/<sha256[0:3]>/<sha256[3:6]>/<name with . as _DOT_>` as carbon 1.1 does."""
     if ";" in series:
         import hashlib
+
+        from .hashring import normalize_series
+        series = normalize_series(series)
         h = hashlib.sha256(series.encode("utf-8")).hexdigest()
         rel = os.path.join("_tagged", h[0:3], h[3:6], series.replace(".", "_DOT_"))
     else:

@@ -12,8 +12,10 @@ from helpers import collect, wait_for
 
 
 def carbon_paths(series: list[str]) -> list[str]:
+    """Where carbon-cache itself stores each series (its cache normalises tagged names,
+    its database encodes them), computed by the Debian graphite-carbon package."""
     code = ("import json,sys\nfrom carbon.util import TaggedSeries\n"
-            "print(json.dumps([TaggedSeries.encode(s, '/') + '.wsp' "
+            "print(json.dumps([TaggedSeries.encode(TaggedSeries.parse(s).path, '/') + '.wsp' "
             "for s in json.load(sys.stdin)]))")
     r = subprocess.run(["/usr/bin/python3", "-c", code], input=json.dumps(series),
                        capture_output=True, text=True, check=True, timeout=60)
