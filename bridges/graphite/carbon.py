@@ -236,14 +236,24 @@ def _dest_dir(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
 
 
+_GAUGES = ("spool_bytes", "up")
+
+
 def _publish_metrics(counters, fwd, deliveries, sub, rates, sender, now):
     c = counters
+
+    def put(name, value):
+        # cumulative totals are published as mtype=counter, levels as mtype=gauge
+        if name.rsplit(".", 1)[-1] in _GAUGES:
+            c.set(name, value)
+        else:
+            c.values[name] = value
     for k, v in fwd.stats.items():
-        c.set(k, v)
+        put(k, v)
     for k, v in fwd.formatter.stats.items():
-        c.set(k, v)
-    c.set("bus_lost_messages", sub.gaps.gaps)
-    c.set("bad_bus_messages", sub.stats["bad_messages"])
+        put(k, v)
+    put("bus_lost_messages", sub.gaps.gaps)
+    put("bad_bus_messages", sub.stats["bad_messages"])
     totals = {"sent_lines": 0, "replayed_lines": 0, "dropped_lines": 0, "spool_bytes": 0,
               "carbon_errors": 0}
     for d in deliveries:
@@ -253,14 +263,14 @@ def _publish_metrics(counters, fwd, deliveries, sub, rates, sender, now):
                "carbon_errors": d.errors, "up": int(d.healthy)}
         tag = _dest_dir(d.dest.name)
         for k, v in per.items():
-            c.set(f"dest.{tag}.{k}", v)
+            put(f"dest.{tag}.{k}", v)
             if k in totals:
                 totals[k] += v
     for k, v in totals.items():
-        c.set(k, v)
+        put(k, v)
     if rates is not None:
         for k, v in rates.stats.items():
-            c.set(f"rates.{k}", v)
+            put(f"rates.{k}", v)
     if sender is not None:
         for line in c.lines(now):
             sender.add(line)

@@ -82,11 +82,17 @@ def test_bad_lines_on_the_bus_are_counted_not_forwarded(relay, daemon, line_coun
     wait_for(lambda: len(lc.lines) == 2, 60, what="good lines")
     assert sorted(lc.lines) == ["opt.h.x 1 1700000000", "opt.h.z 2 1700000000"]
 
+    seen = {}
+
     def bad_count():
         for line in msub.recv_lines(0.5) or ():
-            if line.path.endswith(".carbon.bad_lines"):
-                return line.value == 1
+            seen[line.path.split(".carbon.", 1)[-1]] = line
+        return ("bad_lines" in seen and seen["bad_lines"].value == 1 and "spool_bytes" in seen
+                and seen["sent_lines"].value == 2)
     wait_for(bad_count, 60, what="bad_lines self-metric")
+    assert seen["bad_lines"].meta["mtype"] == "counter"
+    assert seen["spool_bytes"].meta["mtype"] == "gauge"
+    assert seen["received_lines"].value == 3
     assert p.stop() == 0
 
 
