@@ -132,3 +132,14 @@ def test_messages_missed_while_dead_are_reported(relay, daemon, line_counter, su
     wait_for(lambda: "9 1700000000" in " ".join(lc.lines), 60, what="the line after restart")
     wait_for(lambda: "3 bus messages lost" in p2.text(), 10, what="the loss report")
     assert p2.stop() == 0
+
+
+def test_without_spool_undelivered_lines_are_reported_at_exit(relay, daemon):
+    """No --spool and carbon unreachable: on SIGTERM the lines still queued in memory are
+    reported (exit status 3), never dropped silently."""
+    from helpers import free_port
+    p = start(daemon, relay, "--carbon", f"127.0.0.1:{free_port()}", "--drain-timeout", "0.5")
+    send(relay, ["opt.h.x 1 1700000000", "opt.h.y 2 1700000000"])
+    wait_for(lambda: "keeping data" in p.text(), 60, what="the first failed send")
+    assert p.stop() == 3
+    assert "2 lines not delivered" in p.text()
