@@ -79,6 +79,7 @@ class Delivery(threading.Thread):
         self.wake.clear()
 
     def run(self) -> None:
+        """Deliver until stopped; an unexpected error is logged and delivery resumes."""
         while True:
             try:
                 self._run()
@@ -140,6 +141,7 @@ class BusPosition:
         self.path = path
 
     def load(self, gaps) -> None:
+        """Prime a GapTracker with the positions saved by the previous run."""
         if not self.path:
             return
         try:
@@ -154,6 +156,7 @@ class BusPosition:
             log.warning("ignoring unreadable bus position file %s: %s", self.path, e)
 
     def save(self, gaps) -> None:
+        """Write the current positions (atomically: write, then rename)."""
         if not self.path:
             return
         data = {f"{s.hex()} {t.decode('utf-8', 'replace')}": q for (s, t), q in gaps.last.items()}
@@ -178,6 +181,7 @@ class CarbonForwarder:
         self._by_node = {(d.dest.host if hasattr(d.dest, "host") else d.dest.name,
                           d.dest.instance): d for d in deliveries}
         self.stats = {"received_lines": 0, "spooled_lines": 0, "spool_errors": 0}
+        self._placed: dict[bytes, tuple] = {}
 
     def handle(self, body: bytes) -> None:
         """Forward the lines of one bus message body."""
@@ -190,25 +194,39 @@ class CarbonForwarder:
                 data = fmt.fast_body(body)
                 nlines = data.count(b"\n")
             else:
-                lines = fmt.lines(body)
+                lines = fmt.encoded(body)
                 if not lines:
                     return
-                data = ("\n".join(t for _, t in lines) + "\n").encode("utf-8")
+                data = b"\n".join([t for _, t in lines]) + b"\n"
                 nlines = len(lines)
             for d in self.deliveries:
                 self._append(d, data, nlines)
             return
         # shard: each series to its node(s) on the ring
         groups: dict[tuple, list] = {}
-        ring, count = self.ring, self.replication
-        for series, text in fmt.lines(body):
-            key = normalize_series(series) if self.normalize else series
-            for node in ring.nodes_for(key, count, diverse=True) if count > 1 else (
-                    ring.node_for(key),):
+        placed = self._placed
+        for series, text in fmt.encoded(body):
+            nodes = placed.get(series)
+            if nodes is None:
+                nodes = self._place(series)
+            for node in nodes:
                 groups.setdefault(node, []).append(text)
         for node, texts in groups.items():
-            self._append(self._by_node[node], ("\n".join(texts) + "\n").encode("utf-8"),
-                         len(texts))
+            self._append(self._by_node[node], b"\n".join(texts) + b"\n", len(texts))
+
+    def _place(self, series: bytes) -> tuple:
+        """The ring nodes of a carbon series name (remembered)."""
+        key = series.decode("utf-8", "replace")
+        if self.normalize:
+            key = normalize_series(key)
+        if self.replication > 1:
+            nodes = self.ring.nodes_for(key, self.replication, diverse=True)
+        else:
+            nodes = (self.ring.node_for(key),)
+        if len(self._placed) > 500_000:
+            self._placed.clear()
+        self._placed[series] = nodes
+        return nodes
 
     def _append(self, d: Delivery, data: bytes, nlines: int) -> None:
         try:

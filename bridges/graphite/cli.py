@@ -67,9 +67,11 @@ class Listener:
 
     # -- sockets ---------------------------------------------------------------------------
     def sockets(self):
+        """Every socket to poll: the listening ones and the open connections."""
         return list(self.kinds) + [c[0] for c in self.conns.values()]
 
     def on_readable(self, sock) -> None:
+        """Read whatever `sock` has (datagrams, a new connection, or stream data)."""
         kind = self.kinds.get(sock)
         if kind == "udp":
             self._read_udp(sock)
@@ -163,6 +165,7 @@ class Listener:
             self._bad(errors, peer)
 
     def new_period(self) -> None:
+        """Start a self-metric period: log bad lines again, update gauges."""
         self._logged = 0
         self.c.set("open_connections", len(self.conns))
 

@@ -57,6 +57,7 @@ class TcpDestination:
         self.name = f"{host}:{port}" + (f":{instance}" if instance else "")
 
     def send(self, data: bytes) -> None:
+        """Deliver a chunk of whole lines; raise OSError if it was not taken."""
         with socket.create_connection((self.host, self.port), self.timeout) as s:
             s.sendall(data)
             s.shutdown(socket.SHUT_WR)
@@ -76,6 +77,7 @@ class GraphyteDestination:
         self._g = graphyte.Sender(host, port, timeout=timeout, raise_send_errors=True)
 
     def send(self, data: bytes) -> None:
+        """Deliver a chunk of whole lines; raise OSError if it was not taken."""
         self._g.send_message(data)
 
 
@@ -92,6 +94,7 @@ class UdpDestination:
                                   raise_send_errors=True)
 
     def send(self, data: bytes) -> None:
+        """Deliver a chunk of whole lines; raise OSError if it was not taken."""
         for dgram in split_datagrams(data, self.udp_size):
             self._g.send_message(dgram)
 
@@ -161,6 +164,7 @@ class WhisperDestination:
         self.last_error = None
 
     def send(self, data: bytes) -> None:
+        """Deliver a chunk of whole lines; raise OSError if it was not taken."""
         whisper = self._whisper
         by_series: dict[str, list] = {}
         for raw in data.decode("utf-8", "replace").split("\n"):

@@ -25,9 +25,16 @@ from .rates import RATE_MTYPES, RateConverter
 __all__ = ["Formatter", "TAG_MODES", "exact_by_topic"]
 
 TAG_MODES = ("keep", "drop", "fold")
-# a line with annotations: keep the first three space-separated fields
-_THREE_FIELDS = re.compile(rb"^([^ \n]+ [^ \n]+ [^ \n]+) [^\n]*", re.M)
+# the annotations of a line: from the first " key=" to the end of the line.  Only an
+# annotation can hold " key=" (a series has no space, a tag's '=' follows ';', numbers have
+# no '='), and a pattern that starts with a literal space is searched fast.
+_ANNOTATIONS = re.compile(rb" [a-z][a-z0-9_]*=[^\n]*")
 _WILD = re.compile(r"[*?\[{]")
+# a line whose value and timestamp are plain decimal numbers without exponent (so always
+# finite: at most 300 integer digits), the timestamp without sign; with or without
+# annotations.  Bytes patterns match ASCII digits only.
+_CARBON_LINE = re.compile(rb"^([^ \n]+) (-?(?:[0-9]{1,300}(?:\.[0-9]*)?|\.[0-9]+)) "
+                          rb"((?:[0-9]{1,300}(?:\.[0-9]*)?|\.[0-9]+))(?: [^\n]*)?$", re.M)
 
 
 def exact_by_topic(patterns) -> bool:
@@ -67,12 +74,12 @@ class Formatter:
         self.stats = {"bad_lines": 0, "unmatched_lines": 0, "no_rate_lines": 0}
         self.errors: list[LineError] = []
         self._names: dict[str, str] = {}
+        self._bnames: dict[bytes, bytes | None] = {}   # series -> carbon name, None: skip
 
     def fast_body(self, body: bytes) -> bytes:
         """The whole body as carbon lines (newline-terminated), without per-line work."""
         if b"=" in body:
-            # annotations (or tags, harmlessly: a tag is in field 1, which is kept)
-            body = _THREE_FIELDS.sub(rb"\1", body)
+            body = _ANNOTATIONS.sub(b"", body)
         return body + b"\n" if body and not body.endswith(b"\n") else body
 
     def _name(self, series: str) -> str:
@@ -159,3 +166,51 @@ class Formatter:
             name = names.get(series) or self._name(series)
             append((name, f"{name} {v} {t}"))
         return out
+
+    def encoded(self, body: bytes) -> list[tuple[bytes, bytes]]:
+        """(carbon series, carbon line without newline) as bytes, for each good line."""
+        if self.rates is not None:
+            return [(n.encode("utf-8"), t.encode("utf-8")) for n, t in self.lines(body)]
+        # Strategy: one regular expression pulls (series, value, timestamp) out of the whole
+        # body in C; Python then does one dict lookup per line (the series' carbon name,
+        # decided once per series).  A body with any line the expression rejects (a bad
+        # line, or merely an exponent, a '+' or a signed timestamp) takes the per-line path
+        # instead, which accepts exactly what the core codec accepts and names the problem.
+        found = _CARBON_LINE.findall(body)
+        parts = body.split(b"\n")
+        if len(found) != len(parts) - parts.count(b""):
+            return [(n.encode("utf-8"), t.encode("utf-8")) for n, t in self._lines_no_rates(body)]
+        out = []
+        append = out.append
+        names = self._bnames
+        stats = self.stats
+        for series, v, t in found:
+            name = names.get(series)
+            if name is None:
+                name = self._bname(series)
+            if not name:   # invalid (None) or not matching the patterns (False)
+                if name is False:
+                    stats["unmatched_lines"] += 1
+                continue
+            append((name, name + b" " + v + b" " + t))
+        return out
+
+    def _bname(self, series: bytes):
+        """The carbon name of a series (remembered), False if the patterns exclude it, None
+        (not remembered, so every such line is counted) if it is invalid."""
+        text = series.decode("utf-8", "replace")
+        try:
+            topic_of(text)
+        except LineError as e:
+            self.stats["bad_lines"] += 1
+            self.errors.append(e)
+            del self.errors[:-100]
+            return None
+        if self.matcher is not None and not self.matcher(text.split(";", 1)[0]):
+            name = False
+        else:
+            name = self._name(text).encode("utf-8")
+        if len(self._bnames) > 500_000:
+            self._bnames.clear()
+        self._bnames[series] = name
+        return name

@@ -275,6 +275,7 @@ class Journal(_Stats):
             raise JournalError(f"cannot write spool cursor in {self.dir!r}: {e.strerror}") from None
 
     def close(self) -> None:
+        """Close the files (the journal stays on disk for the next start)."""
         with self._lock:
             if self._wfd is not None:
                 os.close(self._wfd)
@@ -295,6 +296,7 @@ class MemoryJournal(_Stats):
         self._head = 0  # serial of the first chunk
 
     def append(self, data: bytes, nlines: int | None = None) -> None:
+        """Append complete lines; the oldest are dropped (and counted) when full."""
         if not data:
             return
         if nlines is None:
@@ -313,9 +315,11 @@ class MemoryJournal(_Stats):
 
     @property
     def pending_bytes(self) -> int:
+        """Bytes appended but not yet delivered."""
         return self._bytes
 
     def peek(self, max_bytes: int):
+        """The oldest undelivered chunks, merged up to `max_bytes`, as (token, data)."""
         with self._lock:
             if not self._chunks:
                 return None
@@ -330,6 +334,7 @@ class MemoryJournal(_Stats):
             return (self._head, i), b"".join(parts)
 
     def commit(self, token, nlines: int) -> None:
+        """Mark a peeked chunk delivered (ignored if it was dropped meanwhile)."""
         head, count = token
         with self._lock:
             if head != self._head:
@@ -343,9 +348,11 @@ class MemoryJournal(_Stats):
             self.committed_lines += nlines
 
     def mark_replay(self) -> None:
+        """Count everything queued so far as replayed once it is delivered."""
         with self._lock:
             for c in self._chunks:
                 c[2] = True
 
     def close(self) -> None:
+        """Close the files (the journal stays on disk for the next start)."""
         pass

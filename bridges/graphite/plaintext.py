@@ -127,9 +127,11 @@ class _NoGlobals(pickle.Unpickler):
     """An unpickler that can build only built-in containers and scalars."""
 
     def find_class(self, module, name):
+        """Refuse every global: no class or function can be named."""
         raise pickle.UnpicklingError(f"global {module}.{name} is not allowed")
 
     def persistent_load(self, pid):
+        """Refuse persistent ids."""
         raise pickle.UnpicklingError("persistent ids are not allowed")
 
 

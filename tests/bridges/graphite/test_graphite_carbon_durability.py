@@ -2,12 +2,10 @@
 original timestamp, across a carbon outage and across a SIGKILL of monbus carbon."""
 from __future__ import annotations
 
-import os
 import signal
 import time
 from pathlib import Path
 
-import pytest
 import whisper
 
 from monbus.core.line import decode

@@ -296,7 +296,8 @@ def test_fuzz_render_json(body):
 
 
 _token = st.sampled_from(["a.b", "a.b;t=v", "a", "a..b", "1", "-2.5", "1e3", "nan", "inf",
-                          "1_0", "x", "", "mtype=counter", "a.b;t=", "٣", "0", "7.0"])
+                          "1_0", "x", "", "mtype=counter", "a.b;t=", "٣", "0", "7.0", "-0",
+                          "+3", ".5", "5.", "1" * 400, "a.b\r", "1e999"])
 
 
 @settings(max_examples=300, deadline=None)
@@ -308,6 +309,8 @@ def test_fuzz_formatter_accepts_exactly_what_the_codec_accepts(rows):
     from monbus.core.line import decode as core_decode
     body = "\n".join(rows).encode()
     got = Formatter("keep").lines(body)
+    enc = Formatter("keep").encoded(body)
+    assert [(n.decode(), t.decode()) for n, t in enc] == got
     want = []
     for raw in rows:
         if not raw:
@@ -318,3 +321,30 @@ def test_fuzz_formatter_accepts_exactly_what_the_codec_accepts(rows):
             continue
         want.append((line.series, line.value, line.timestamp))
     assert [(s, float(t.split(" ")[1]), float(t.split(" ")[2])) for s, t in got] == want
+
+
+def test_encoded_edge_numbers_take_the_careful_path():
+    f = Formatter("keep")
+    body = ("a.b " + "1" * 400 + " 5\na.b 1e999 5\na.b 1 -0\na.b -0 5\na.b 2 7").encode()
+    # as the core codec: an infinite value is bad, a timestamp of -0 is (just) not negative
+    assert f.encoded(body) == [(b"a.b", b"a.b 1 -0"), (b"a.b", b"a.b -0 5"), (b"a.b", b"a.b 2 7")]
+    assert f.stats["bad_lines"] == 2
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(
+    st.sampled_from(["a.b", "a.b;k=v", "a.b.c;x=y=z;k=v", "é.ü", "a.b;name=x"]),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.floats(min_value=0, max_value=4e9),
+    st.dictionaries(st.sampled_from(["mtype", "unit", "output", "warn", "x_1"]),
+                    st.text(max_size=12), max_size=4)), min_size=1, max_size=10))
+def test_fuzz_fast_body_is_the_first_three_fields(rows):
+    from monbus.core.line import Line, encode
+    texts = []
+    for series, value, ts, meta in rows:
+        if "mtype" in meta:
+            meta["mtype"] = "gauge"
+        texts.append(encode(Line(series, value, ts, meta or None)))
+    body = "\n".join(texts).encode()
+    want = "".join(" ".join(t.split(" ")[:3]) + "\n" for t in texts).encode()
+    assert Formatter().fast_body(body) == want
