@@ -103,8 +103,9 @@ def test_carbon_outage_loses_nothing(relay, carbon_cache, daemon, tmp_path):
     t0 = int(time.time()) - N_POINTS - 60
     progress = [0]
     send_lines(relay.input, make_lines(t0, 0, 300), progress)          # 30,000 lines
-    # carbon-cache 1.1.7 drops what is still in its own memory cache when it stops (its
-    # writer loop ends with the reactor), which no sender can see: let it write first
+    # carbon-cache 1.1.7 can lose what is still in its own memory cache when it stops (its
+    # writer loop ends with the reactor; seen here), which no sender can see: let it write
+    # first, so the test measures monbus's durability, not carbon's
     wait_for(lambda: missing_points(carbon_cache, t0, range(300)) == 0, 60, interval=0.5,
              what="the first part in whisper")
     carbon_cache.stop()
