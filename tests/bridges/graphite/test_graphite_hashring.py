@@ -57,7 +57,8 @@ def test_shard_mode_matches_carbon_c_relay(relay, daemon, line_counter, tmp_path
     members = " ".join(f"127.0.0.1:{lc.port}={name}" for lc, name in zip(via_relay, "abc"))
     conf.write_text(f"cluster ch carbon_ch replication 1 {members};\n"
                     f"match * send to ch stop;\n")
-    ccr = subprocess.Popen(["carbon-c-relay", "-f", str(conf), "-p", str(in_port), "-w", "1"],
+    ccr = subprocess.Popen(["carbon-c-relay", "-f", str(conf), "-p", str(in_port), "-w", "1",
+                            "-T", "10000"],   # a generous IO timeout for loaded hosts
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         def up():

@@ -97,6 +97,20 @@ def test_collectd_write_graphite_over_tcp(relay, subscribe, daemon):
     got = collect(sub, len(want), 60)
     assert [(x.series, x.value, x.timestamp) for x in got] == \
         [(a, float(b), float(c)) for a, b, c in want]
+    assert p.stop() == 0, p.text()      # SIGTERM: a clean stop
+
+
+def test_ipv6_loopback(relay, subscribe, daemon):
+    port = free_port(host="::1")
+    sub = subscribe("v6.**")
+    p = daemon("graphite", "listen", "--relay", relay.input, "--listen", f"[::1]:{port}")
+    wait_for(lambda: "monbus graphite listen:" in p.text(), 60, what="the listener")
+    with socket.create_connection(("::1", port)) as s:
+        s.sendall(b"v6.host.x 1 1700000000\n")
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as u:
+        u.sendto(b"v6.host.y 2 1700000000\n", ("::1", port))
+    got = collect(sub, 2, 60)
+    assert sorted((x.series, x.value) for x in got) == [("v6.host.x", 1.0), ("v6.host.y", 2.0)]
 
 
 def test_carbon_c_relay_forwards_into_listener(relay, subscribe, daemon, tmp_path):
@@ -112,7 +126,7 @@ def test_carbon_c_relay_forwards_into_listener(relay, subscribe, daemon, tmp_pat
     conf = tmp_path / "relay.conf"
     conf.write_text(f"cluster out forward 127.0.0.1:{port};\nmatch * send to out stop;\n")
     ccr = subprocess.Popen([CARBON_C_RELAY, "-f", str(conf), "-p", str(in_port), "-w", "1",
-                            "-H", "monbus-test"],
+                            "-H", "monbus-test", "-T", "10000"],  # IO timeout: loaded CI hosts
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         def relay_up():
