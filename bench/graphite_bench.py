@@ -100,7 +100,8 @@ def run_carbon_c_relay(data: bytes, n: int) -> float:
         except OSError as e:
             log.seek(0)
             rp.kill()
-            raise RuntimeError(f"carbon-c-relay: {e}; its log ends: {log.read()[-200:]!r}") from None
+            raise RuntimeError(f"carbon-c-relay: {e}; its log ends: "
+                               f"{log.read()[-200:]!r}") from None
         return finish(rp)
     finally:
         cr.kill()

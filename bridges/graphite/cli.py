@@ -204,7 +204,8 @@ def listen(relay, spool, timeout, curve_server_key, curve_secret, listen, no_udp
     for addr in pickle_addrs:
         host, port = parse_hostport(addr, "--pickle")
         lst.kinds[_bind_tcp(host, port)] = "pickle"
-    names = ", ".join(f"{k} {s.getsockname()[0]}:{s.getsockname()[1]}" for s, k in lst.kinds.items())
+    names = ", ".join(f"{k} {s.getsockname()[0]}:{s.getsockname()[1]}"
+                      for s, k in lst.kinds.items())
     click.echo(f"monbus graphite listen: {names}", err=True)
     _serve(lst, sender, counters, selfmetrics_interval)
 

@@ -54,7 +54,8 @@ class Journal(_Stats):
         try:
             os.makedirs(directory, exist_ok=True)
         except OSError as e:
-            raise JournalError(f"cannot create spool directory {directory!r}: {e.strerror}") from None
+            raise JournalError(f"cannot create spool directory {directory!r}: "
+                               f"{e.strerror}") from None
         self._segs: list[int] = []          # segment numbers, oldest first
         self._sizes: dict[int, int] = {}
         self._recover()

@@ -60,7 +60,7 @@ class RenderState:
         try:
             data = json.loads(body)
         except (ValueError, UnicodeDecodeError) as e:
-            raise RenderError(f"not JSON: {e}: {bytes(body[:80]) if isinstance(body, bytes) else body[:80]!r}") from None
+            raise RenderError(f"not JSON: {e}: {body[:80]!r}") from None
         if not isinstance(data, list):
             raise RenderError(f"expected a list of series, got {type(data).__name__}")
         out = []
