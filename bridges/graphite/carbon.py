@@ -30,7 +30,7 @@ from monbus.core.selfmetrics import Counters
 
 from .destinations import (DEFAULT_RETENTION, TRANSPORTS, GraphyteDestination, TcpDestination,
                            UdpDestination, WhisperDestination, parse_carbon, parse_retention)
-from .forward import TAG_MODES, Formatter, exact_by_topic
+from .forward import TAG_MODES, Formatter, decided_by_topic, exact_by_topic
 from .hashring import HASH_TYPES, ConsistentHashRing, normalize_series
 from .journal import Journal, JournalError, MemoryJournal
 from .rates import RateConverter
@@ -171,24 +171,30 @@ class CarbonForwarder:
 
     def __init__(self, formatter: Formatter, deliveries: list[Delivery], mode: str = "replicate",
                  ring: ConsistentHashRing | None = None, replication: int = 1,
-                 normalize: bool = False):
+                 normalize: bool = False, topic_matcher=None):
         self.formatter = formatter
         self.deliveries = deliveries
         self.mode = mode
         self.ring = ring
         self.replication = replication
         self.normalize = normalize
+        self.topic_matcher = topic_matcher
         self._by_node = {(d.dest.host if hasattr(d.dest, "host") else d.dest.name,
                           d.dest.instance): d for d in deliveries}
         self.stats = {"received_lines": 0, "spooled_lines": 0, "spool_errors": 0}
         self._placed: dict[bytes, tuple] = {}
 
-    def handle(self, body: bytes) -> None:
-        """Forward the lines of one bus message body."""
+    def handle(self, body: bytes, topic: bytes = b"") -> None:
+        """Forward the lines of one bus message body (all of `topic`)."""
         if not body:
             return
-        self.stats["received_lines"] += body.count(b"\n") + 1
+        n = body.count(b"\n") + 1
+        self.stats["received_lines"] += n
         fmt = self.formatter
+        if self.topic_matcher is not None and topic:
+            if not self.topic_matcher(topic.decode("utf-8", "replace").rstrip(".")):
+                fmt.stats["unmatched_lines"] += n
+                return
         if self.mode == "replicate":
             if fmt.fast:
                 data = fmt.fast_body(body)
@@ -391,7 +397,15 @@ def cli(patterns, connect, curve_server_key, curve_secret, carbon, transport, mo
     rate_conv = RateConverter(max_rate) if rates else None
     sub = make_subscriber(connect, patterns, curve_server_key, curve_secret, rcvhwm=1000)
     from monbus.core.pattern import Matcher
-    matcher = None if exact_by_topic(sub.matcher.patterns) else Matcher(sub.matcher.patterns)
+    patterns = sub.matcher.patterns
+    # the patterns are applied per message (topic) when that decides, else per line
+    topic_matcher = None
+    if exact_by_topic(patterns):
+        matcher = None
+    elif decided_by_topic(patterns):
+        matcher, topic_matcher = None, Matcher(patterns)
+    else:
+        matcher = Matcher(patterns)
     formatter = Formatter(tags, prefix, rate_conv, matcher)
     deliveries = []
     position = BusPosition(None)
@@ -412,7 +426,8 @@ def cli(patterns, connect, curve_server_key, curve_secret, carbon, transport, mo
     ring = None
     if mode == "shard":
         ring = ConsistentHashRing([(s[0], s[2]) for s in specs], hash_type)
-    fwd = CarbonForwarder(formatter, deliveries, mode, ring, replication, normalize_tags)
+    fwd = CarbonForwarder(formatter, deliveries, mode, ring, replication, normalize_tags,
+                          topic_matcher)
     sender = make_sender(relay, None, 2.0) if selfmetrics_interval else None
     counters = Counters("carbon")
     for d in deliveries:
@@ -426,7 +441,7 @@ def cli(patterns, connect, curve_server_key, curve_secret, carbon, transport, mo
         n = 0
         got = sub.recv_raw(0.1)
         while got is not None:
-            fwd.handle(got[1])
+            fwd.handle(got[1], got[0])
             n += 1
             if n >= 100 or stopper.stop:
                 break

@@ -22,19 +22,38 @@ from monbus.core.line import LineError, decode, format_number, sanitize, topic_o
 
 from .rates import RATE_MTYPES, RateConverter
 
-__all__ = ["Formatter", "TAG_MODES", "exact_by_topic"]
+__all__ = ["Formatter", "TAG_MODES", "exact_by_topic", "decided_by_topic"]
 
 TAG_MODES = ("keep", "drop", "fold")
 # the annotations of a line: from the first " key=" to the end of the line.  Only an
 # annotation can hold " key=" (a series has no space, a tag's '=' follows ';', numbers have
 # no '='), and a pattern that starts with a literal space is searched fast.
 _ANNOTATIONS = re.compile(rb" [a-z][a-z0-9_]*=[^\n]*")
+_TAGS = re.compile(rb";[^ \n]*")
 _WILD = re.compile(r"[*?\[{]")
 # a line whose value and timestamp are plain decimal numbers without exponent (so always
 # finite: at most 300 integer digits), the timestamp without sign; with or without
 # annotations.  Bytes patterns match ASCII digits only.
 _CARBON_LINE = re.compile(rb"^([^ \n]+) (-?(?:[0-9]{1,300}(?:\.[0-9]*)?|\.[0-9]+)) "
                           rb"((?:[0-9]{1,300}(?:\.[0-9]*)?|\.[0-9]+))(?: [^\n]*)?$", re.M)
+
+
+def decided_by_topic(patterns) -> bool:
+    """True if whether a line matches these patterns depends on its topic alone: each is a
+    literal prefix of at most two components, or at most two components (wildcards allowed)
+    followed only by `**`, like `collectd.**` or `collectd.web*.**`.  Then a whole bus
+    message (one topic, `<source>.<host>.`) matches or not."""
+    for p in patterns:
+        if p in ("", "*", "**"):
+            continue
+        comps = p.split(".")
+        k = comps.index("**") if "**" in comps else len(comps)
+        if k == len(comps):       # no `**`: only a literal prefix is decided by the topic
+            if _WILD.search(p) or len(comps) > 2:
+                return False
+        elif k == 0 or k > 2 or any(c != "**" for c in comps[k:]):
+            return False
+    return True
 
 
 def exact_by_topic(patterns) -> bool:
@@ -70,7 +89,7 @@ class Formatter:
         self.prefix = (prefix.strip(".") + ".") if prefix and prefix.strip(".") else ""
         self.rates = rates
         self.matcher = matcher      # None: every line of a received message matches
-        self.fast = tags == "keep" and not self.prefix and rates is None and matcher is None
+        self.fast = tags in ("keep", "drop") and rates is None and matcher is None
         self.stats = {"bad_lines": 0, "unmatched_lines": 0, "no_rate_lines": 0}
         self.errors: list[LineError] = []
         self._names: dict[str, str] = {}
@@ -80,7 +99,14 @@ class Formatter:
         """The whole body as carbon lines (newline-terminated), without per-line work."""
         if b"=" in body:
             body = _ANNOTATIONS.sub(b"", body)
-        return body + b"\n" if body and not body.endswith(b"\n") else body
+        if self.tags == "drop" and b";" in body:
+            body = _TAGS.sub(b"", body)     # after the annotations, only a series has ';'
+        if body and not body.endswith(b"\n"):
+            body += b"\n"
+        if self.prefix and body:
+            pre = self.prefix.encode("utf-8")
+            body = pre + body[:-1].replace(b"\n", b"\n" + pre) + b"\n"
+        return body
 
     def _name(self, series: str) -> str:
         got = self._names.get(series)

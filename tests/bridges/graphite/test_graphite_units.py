@@ -348,6 +348,23 @@ def test_fuzz_fast_body_is_the_first_three_fields(rows):
     body = "\n".join(texts).encode()
     want = "".join(" ".join(t.split(" ")[:3]) + "\n" for t in texts).encode()
     assert Formatter().fast_body(body) == want
+    # with tags dropped and a prefix, the fast path gives what the per-line path gives
+    for tags, prefix in (("drop", ""), ("keep", "pre"), ("drop", "pre.x")):
+        f = Formatter(tags, prefix)
+        assert f.fast
+        slow = Formatter(tags, prefix).lines(body)
+        assert f.fast_body(body) == "".join(t + "\n" for _, t in slow).encode()
+
+
+@pytest.mark.parametrize("patterns,decided", [
+    (["**"], True), (["collectd.web01"], True), (["collectd.web*.**"], True),
+    (["collectd.*.**.**"], True), (["a.b", "c.{d,e}.**"], True), (["durable.**"], True),
+    (["a*.**"], True), (["collectd.web01.cpu"], False), (["collectd.web*"], False),
+    (["**.cpu"], False), (["a.b.c.**"], False), (["a.b.*"], False), (["a.**.x"], False),
+    (["a.b", "x.y.z"], False)])
+def test_decided_by_topic(patterns, decided):
+    from monbus.bridges.graphite.forward import decided_by_topic
+    assert decided_by_topic(patterns) == decided
 
 
 @settings(max_examples=150, deadline=None)
@@ -392,3 +409,18 @@ def test_journal_against_a_model(tmp_path_factory, ops):
     # every line was delivered or counted as dropped (a line sent but dropped before its
     # commit may be both: the count errs on the side of reporting)
     assert len(written) - len(firsts) <= dropped <= len(written)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["a", "b", "ab", "*", "a*", "**", "{a,b}", "[ab]", "?"]),
+                min_size=1, max_size=4).map(".".join),
+       st.lists(st.sampled_from(["a", "b", "ab", "ba", "x"]), min_size=2, max_size=5)
+       .map(".".join))
+def test_fuzz_decided_by_topic_agrees_with_the_line_matcher(pattern, path):
+    """Where the topic decides, matching the topic path gives the same answer as matching
+    the whole path."""
+    from monbus.bridges.graphite.forward import decided_by_topic
+    from monbus.core.pattern import compile_pattern
+    if decided_by_topic([pattern]):
+        m = compile_pattern(pattern)
+        assert m(".".join(path.split(".")[:2])) == m(path)
