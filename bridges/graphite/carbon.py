@@ -196,8 +196,8 @@ class CarbonForwarder:
                 fmt.stats["unmatched_lines"] += n
                 return
         if self.mode == "replicate":
-            if fmt.fast:
-                data = fmt.fast_body(body)
+            data = fmt.fast_body(body) if fmt.fast else None
+            if data is not None:
                 nlines = data.count(b"\n")
             else:
                 lines = fmt.encoded(body)

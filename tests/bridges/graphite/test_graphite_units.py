@@ -347,13 +347,31 @@ def test_fuzz_fast_body_is_the_first_three_fields(rows):
         texts.append(encode(Line(series, value, ts, meta or None)))
     body = "\n".join(texts).encode()
     want = "".join(" ".join(t.split(" ")[:3]) + "\n" for t in texts).encode()
-    assert Formatter().fast_body(body) == want
+
+    def forwarded(f):   # what CarbonForwarder sends: the fast path, else the per-line one
+        got = f.fast_body(body)
+        if got is None:
+            got = b"".join(t + b"\n" for _, t in f.encoded(body))
+        return got
+    assert forwarded(Formatter()) == want
     # with tags dropped and a prefix, the fast path gives what the per-line path gives
     for tags, prefix in (("drop", ""), ("keep", "pre"), ("drop", "pre.x")):
         f = Formatter(tags, prefix)
         assert f.fast
         slow = Formatter(tags, prefix).lines(body)
-        assert f.fast_body(body) == "".join(t + "\n" for _, t in slow).encode()
+        assert forwarded(f) == "".join(t + "\n" for _, t in slow).encode()
+
+
+def test_fast_body_takes_typical_lines_and_refuses_bad_ones():
+    f = Formatter()
+    good = b"a.b;k=v 1.5 1700000000 mtype=gauge unit=B\nc.d -2 1700000000.5"
+    assert f.fast_body(good) == b"a.b;k=v 1.5 1700000000\nc.d -2 1700000000.5\n"
+    for bad in (b"a.b x 1", b"single 1 2", b"a.b 1", b"a.b;k 1 2", b"a.b 1 2\n\nc.d 1 2",
+                b"a\x01.b 1 2", b"a.b 1 -2"):
+        assert f.fast_body(bad) is None, bad
+    big = b"\n".join(b"a.b%d 1 %d" % (i, i) for i in range(40000))   # pieces of 256 KB
+    assert f.fast_body(big) == big + b"\n"
+    assert f.fast_body(big + b"\nbad") is None
 
 
 @pytest.mark.parametrize("patterns,decided", [
