@@ -189,6 +189,9 @@ def main():
     dur, v3 = median(lambda: run_monbus(lines, a.lines, True), a.runs)
     print(f"monbus carbon (bus in, --spool on disk) {dur:12,.0f}   {[round(x) for x in v3]}"
           f"   ratio {dur / ccr:.2f}x")
+    nc, v6 = median(lambda: run_monbus(lines, a.lines, True, ["--no-check-lines"]), a.runs)
+    print(f"monbus carbon (bus in, --spool, --no-check-lines) {nc:12,.0f}   "
+          f"{[round(x) for x in v6]}   ratio {nc / ccr:.2f}x")
     top, v4 = median(lambda: run_monbus(lines, a.lines, True, ["--tags", "drop",
                                                                "bench.host*.**"]), a.runs)
     print(f"monbus carbon --spool --tags drop 'bench.host*.**' (pattern decided per message) "

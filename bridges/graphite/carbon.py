@@ -338,6 +338,11 @@ def _publish_metrics(counters, fwd, deliveries, sub, rates, sender, now):
                    "wraps handled, resets never become spikes).")
 @click.option("--max-rate", type=click.FloatRange(min=0, min_open=True), default=None,
               help="With --rates: drop (and count) rates above this.")
+@click.option("--check-lines/--no-check-lines", default=True, show_default=True,
+              help="Check the shape of every line before it goes to carbon (bad lines are "
+                   "counted and quoted, not sent).  --no-check-lines trusts the bus (lines "
+                   "written by monbus bridges are valid) for the last bit of speed; carbon "
+                   "then drops malformed lines itself.")
 @click.option("--spool", "spool", type=click.Path(file_okay=False), default=None,
               envvar="MONBUS_CARBON_SPOOL",
               help="Durable spool directory (one journal per destination); without it data "
@@ -363,7 +368,7 @@ def _publish_metrics(counters, fwd, deliveries, sub, rates, sender, now):
               show_default=True, help="Seconds between self-metric publications (0: none).")
 def cli(patterns, connect, curve_server_key, curve_secret, carbon, transport, mode, hash_type,
         replication, normalize_tags, whisper, retention, tags, prefix, rates, max_rate,
-        spool, spool_max, fsync, batch_size, udp_size, timeout, drain_timeout, relay,
+        check_lines, spool, spool_max, fsync, batch_size, udp_size, timeout, drain_timeout, relay,
         selfmetrics_interval):
     """Replay the bus (lines matching PATTERNS, default all) into carbon, losing nothing.
 
@@ -406,7 +411,7 @@ def cli(patterns, connect, curve_server_key, curve_secret, carbon, transport, mo
         matcher, topic_matcher = None, Matcher(patterns)
     else:
         matcher = Matcher(patterns)
-    formatter = Formatter(tags, prefix, rate_conv, matcher)
+    formatter = Formatter(tags, prefix, rate_conv, matcher, check_lines)
     deliveries = []
     position = BusPosition(None)
     try:

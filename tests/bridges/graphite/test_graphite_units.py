@@ -442,3 +442,8 @@ def test_fuzz_decided_by_topic_agrees_with_the_line_matcher(pattern, path):
     if decided_by_topic([pattern]):
         m = compile_pattern(pattern)
         assert m(".".join(path.split(".")[:2])) == m(path)
+
+
+def test_no_check_trusts_the_bus():
+    assert Formatter(check=False).fast_body(b"a.b x 1 unit=B") == b"a.b x 1\n"
+    assert Formatter().fast_body(b"a.b x 1 unit=B") is None
