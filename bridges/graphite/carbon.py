@@ -442,6 +442,7 @@ def cli(patterns, connect, curve_server_key, curve_secret, carbon, transport, mo
     stopper = Stopper()
     next_metrics = time.monotonic() + (selfmetrics_interval or 1e18)
     gaps_seen = sub.gaps.gaps
+    logged_bad, next_log_reset = 0, time.monotonic() + 60
     while not stopper.stop:
         n = 0
         got = sub.recv_raw(0.1)
@@ -451,6 +452,14 @@ def cli(patterns, connect, curve_server_key, curve_secret, carbon, transport, mo
             if n >= 100 or stopper.stop:
                 break
             got = sub.recv_raw(0)
+        if formatter.errors:
+            for e in formatter.errors:
+                if logged_bad < 20:      # per minute; all of them are counted
+                    log.warning("bad line on the bus, not sent: %s", e)
+                logged_bad += 1
+            formatter.errors.clear()
+        if time.monotonic() >= next_log_reset:
+            logged_bad, next_log_reset = 0, time.monotonic() + 60
         if n:
             try:
                 position.save(sub.gaps)

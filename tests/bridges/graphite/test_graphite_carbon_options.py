@@ -93,6 +93,7 @@ def test_bad_lines_on_the_bus_are_counted_not_forwarded(relay, daemon, line_coun
     assert seen["bad_lines"].meta["mtype"] == "counter"
     assert seen["spool_bytes"].meta["mtype"] == "gauge"
     assert seen["received_lines"].value == 3
+    assert "bad line on the bus, not sent: value is not a number" in p.text()
     assert p.stop() == 0
 
 
