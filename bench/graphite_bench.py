@@ -175,6 +175,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--lines", type=int, default=1_000_000)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--quick", action="store_true",
+                    help="only carbon-c-relay and monbus carbon --spool (checked / not)")
     a = ap.parse_args()
     lines = make_lines(a.lines)
     # carbon-c-relay gets the same datapoints as plain carbon lines (it has no annotations)
@@ -183,6 +185,12 @@ def main():
           f"at the receiver")
     ccr, v1 = median(lambda: run_carbon_c_relay(data, a.lines), a.runs)
     print(f"carbon-c-relay -w 1 (plain lines in)    {ccr:12,.0f}   {[round(x) for x in v1]}")
+    if a.quick:
+        for extra in ([], ["--no-check-lines"]):
+            r, v = median(lambda: run_monbus(lines, a.lines, True, extra), a.runs)
+            print(f"monbus carbon --spool {' '.join(extra):<18} {r:12,.0f}   "
+                  f"{[round(x) for x in v]}   ratio {r / ccr:.2f}x", flush=True)
+        return
     mem, v2 = median(lambda: run_monbus(lines, a.lines, False), a.runs)
     print(f"monbus carbon (bus in, memory queue)    {mem:12,.0f}   {[round(x) for x in v2]}"
           f"   ratio {mem / ccr:.2f}x")
