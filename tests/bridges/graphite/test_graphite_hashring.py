@@ -6,21 +6,43 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-from pathlib import Path
 
 import pytest
 
 from helpers import wait_for
 from monbus.bridges.graphite.hashring import ConsistentHashRing
 
-HERE = Path(__file__).parent
+# carbon's ConsistentHashingRouter, run by Debian's /usr/bin/python3 with graphite-carbon
+CARBON_RING_REFERENCE = r'''"""carbon's own ConsistentHashingRouter (Debian graphite-carbon, run with /usr/bin/python3) as
+the reference placement.  argv: JSON [[server, port, instance], ...], hash type, replication.
+stdin: one key per line.  stdout: one JSON list of [server, instance] per key."""
+import json
+import sys
+
+from carbon.routers import ConsistentHashingRouter
+
+
+class Settings(dict):
+    __getattr__ = dict.__getitem__
+
+
+dests = [tuple(d) for d in json.loads(sys.argv[1])]
+router = ConsistentHashingRouter(Settings(REPLICATION_FACTOR=int(sys.argv[3]),
+                                          DIVERSE_REPLICAS=True,
+                                          ROUTER_HASH_TYPE=sys.argv[2]))
+for d in dests:
+    router.addDestination(d)
+for key in sys.stdin.read().split("\n"):
+    if key:
+        print(json.dumps([[s, i] for (s, _, i) in router.getDestinations(key)]))
+'''
 KEYS = ([f"collectd.web{i:03d}.cpu-{i % 8}.cpu-idle" for i in range(2000)]
         + [f"snmp.router{i}.ifHCInOctets.eth{i % 4}" for i in range(1000)]
         + ["app.web01.req;dc=par;env=prod", "app.web01.req;env=prod;dc=par", "жопа.x.y"])
 
 
 def reference(dests, hash_type, replication):
-    r = subprocess.run(["/usr/bin/python3", str(HERE / "carbon_ring_reference.py"),
+    r = subprocess.run(["/usr/bin/python3", "-c", CARBON_RING_REFERENCE,
                         json.dumps(dests), hash_type, str(replication)],
                        input="\n".join(KEYS), capture_output=True, text=True, timeout=120,
                        check=True)

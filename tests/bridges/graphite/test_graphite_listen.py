@@ -10,7 +10,6 @@ import socket
 import struct
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
@@ -18,8 +17,45 @@ from helpers import DATA, collect, free_port, wait_for
 
 CARBON_C_RELAY = shutil.which("carbon-c-relay") or "/usr/bin/carbon-c-relay"
 
-HERE = Path(__file__).parent
 GDATA = DATA / "graphite"
+
+# Carbon's own acceptance rule, run by Debian's /usr/bin/python3 with graphite-carbon, as an
+# independent reference (see the docstring inside).
+CARBON_REFERENCE = r'''"""Carbon's own acceptance rule for plaintext lines, run with Debian's /usr/bin/python3 and the
+graphite-carbon package, as an independent reference for `monbus graphite listen`.
+
+Input: JSON list of hex datagrams on stdin.  Output: JSON list of accepted
+[metric, value, timestamp] in order (carbon's MetricDatagramReceiver.datagramReceived:
+utf-8 decode, splitlines, `line.strip().split()` into 3 fields, float(); then
+MetricReceiver.metricReceived drops NaN; tagged names must parse as carbon's TaggedSeries).
+"""
+import json
+import sys
+
+from carbon.util import TaggedSeries
+
+out = []
+for hexdata in json.load(sys.stdin):
+    try:
+        data = bytes.fromhex(hexdata).decode("utf-8")
+    except UnicodeDecodeError:
+        continue  # carbon's datagramReceived raises here: the whole datagram is dropped
+    for line in data.splitlines():
+        try:
+            metric, value, timestamp = line.strip().split()
+            datapoint = (float(timestamp), float(value))
+        except ValueError:
+            continue
+        if datapoint[1] != datapoint[1]:
+            continue
+        if ";" in metric:
+            try:
+                TaggedSeries.parse(metric)
+            except Exception:
+                continue
+        out.append([metric, datapoint[1], datapoint[0]])
+json.dump(out, sys.stdout)
+'''
 
 
 def start_listener(daemon, relay, *extra):
@@ -35,7 +71,7 @@ def start_listener(daemon, relay, *extra):
 
 
 def carbon_reference(datagrams: list[bytes]) -> list:
-    r = subprocess.run(["/usr/bin/python3", str(HERE / "carbon_reference.py")],
+    r = subprocess.run(["/usr/bin/python3", "-c", CARBON_REFERENCE],
                        input=json.dumps([d.hex() for d in datagrams]), capture_output=True,
                        text=True, timeout=60, check=True)
     return json.loads(r.stdout)
@@ -152,11 +188,6 @@ def _frame(obj, protocol=2) -> bytes:
     return struct.pack("!L", len(payload)) + payload
 
 
-class _Evil:
-    def __reduce__(self):
-        return (subprocess.call, (["touch", "/tmp/monbus-pickle-pwned"],))
-
-
 def test_pickle_receiver_is_restricted(relay, subscribe, daemon, tmp_path):
     """The pickle protocol takes lists of (path, (timestamp, value)); a pickle naming any
     global (here: a call of subprocess.call) is refused, counted, and the connection's
@@ -165,8 +196,11 @@ def test_pickle_receiver_is_restricted(relay, subscribe, daemon, tmp_path):
     sub = subscribe("pickled.**")
     p, _ = start_listener(daemon, relay, "--pickle", f"127.0.0.1:{pport}")
     good = [("pickled.web01.cpu", (1700000000, 1.5)), ("pickled.web01.mem", (1700000001, 42))]
-    marker = Path("/tmp/monbus-pickle-pwned")
-    marker.unlink(missing_ok=True)
+    marker = tmp_path / "pwned"
+
+    class _Evil:   # unpickling this would run `touch <marker>`
+        def __reduce__(self):
+            return (subprocess.call, (["touch", str(marker)],))
     with socket.create_connection(("127.0.0.1", pport)) as s:
         s.sendall(_frame(good) + _frame([_Evil()]) + _frame(good[:1], protocol=4))
     got = collect(sub, 3, 60)
