@@ -33,7 +33,7 @@ from .destinations import (DEFAULT_RETENTION, TRANSPORTS, GraphyteDestination, T
 from .forward import TAG_MODES, Formatter, decided_by_topic, exact_by_topic
 from .hashring import HASH_TYPES, ConsistentHashRing, normalize_series
 from .journal import Journal, JournalError, MemoryJournal
-from .rates import RateConverter
+from monbus.core.rates import RateConverter
 
 log = logging.getLogger("monbus.carbon")
 

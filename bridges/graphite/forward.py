@@ -22,7 +22,7 @@ import re
 
 from monbus.core.line import LineError, decode, format_number, sanitize, topic_of
 
-from .rates import RATE_MTYPES, RateConverter
+from monbus.core.rates import RATE_MTYPES, RateConverter
 
 __all__ = ["Formatter", "TAG_MODES", "exact_by_topic", "decided_by_topic"]
 

@@ -13,7 +13,7 @@ from monbus.bridges.graphite.journal import Journal, MemoryJournal
 from monbus.bridges.graphite.plaintext import (CarbonError, LineBuffer, PickleFrames,
                                                decode_datagram, decode_pickle,
                                                decode_plaintext)
-from monbus.bridges.graphite.rates import RateConverter
+from monbus.core.rates import RateConverter
 from monbus.core.line import LineError
 
 # --- rates -------------------------------------------------------------------------------

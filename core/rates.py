@@ -17,7 +17,7 @@ Strategy for a decrease of the raw value:
   reboot of a device whose 64-bit counter was at 10**12 never becomes a 2**64-sized spike.
 - Any rate above `max_rate` is dropped (counted as `over_max`), never emitted.
 
-This module imports nothing from monbus or graphite: it is meant to live in core/.
+It imports nothing: the Graphite sink uses it (`monbus carbon --rates`), and so can any subscriber.
 """
 from __future__ import annotations
 
