@@ -7,21 +7,10 @@ import time
 import click
 
 from .options import (_comma_list, make_sender, make_subscriber, sender_options,
-                      subscriber_options)
+                      size_callback, subscriber_options)
 
 
-def _size(ctx, param, value):
-    """'256M' / '1G' / '1048576' -> bytes."""
-    if value is None or isinstance(value, int):
-        return value
-    v = str(value).strip().upper().removesuffix("B")
-    mult = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4}.get(v[-1:], 1)
-    try:
-        return int(float(v[:-1] if mult > 1 else v) * mult)
-    except ValueError:
-        raise click.BadParameter(f"expected a size like 512M or 2G, got {value!r}") from None
-
-
+_size = size_callback(allow_zero=True)  # --spool-max 0: unbounded
 @click.command()
 @click.option("--input", "input", multiple=True, envvar="MONBUS_RELAY_INPUT", callback=_comma_list,
               help="Endpoint senders connect to; repeatable [default: tcp://127.0.0.1:7701; "

@@ -71,6 +71,25 @@ def subscriber_options(f):
     return f
 
 
+def size_callback(allow_zero: bool = False):
+    """A click callback turning '512K' / '64M' / '2G' / '1048576' into bytes (0 only if
+    `allow_zero`, for options where it means "no bound")."""
+    def callback(ctx, param, value):
+        if value is None or isinstance(value, int):
+            return value
+        v = str(value).strip().upper().removesuffix("B")
+        mult = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4}.get(v[-1:], 1)
+        try:
+            n = int(float(v[:-1] if mult > 1 else v) * mult)
+            if n < 0 or (n == 0 and not allow_zero):
+                raise ValueError
+            return n
+        except ValueError:
+            raise click.BadParameter(f"expected a size like 512K, 64M or 2G, got {value!r}") \
+                from None
+    return callback
+
+
 def listen_option(default, help_: str = "Address to listen on"):
     """--listen HOST:PORT, repeatable; IPv6 as [::1]:PORT.  Loopback by default.
     `default` is one address or a list of them (e.g. IPv4 and IPv6 loopback)."""

@@ -9,7 +9,8 @@ import time
 import click
 
 from monbus.core.options import (bind_udp, listen_option, make_sender, make_subscriber,
-                                 parse_hostport, run_daemon, sender_options, subscriber_options)
+                                 parse_hostport, run_daemon, sender_options, size_callback,
+                                 subscriber_options)
 from monbus.core.selfmetrics import Counters
 
 log = logging.getLogger("monbus.ganglia")
@@ -61,16 +62,7 @@ def _bind_unicast(host: str, port: int, rcvbuf: int = 8 * 1024 * 1024) -> socket
             from None
 
 
-def _size(ctx, param, value):
-    v = str(value).strip().upper().removesuffix("B")
-    mult = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}.get(v[-1:], 1)
-    try:
-        n = int(float(v[:-1] if mult > 1 else v) * mult)
-        if n <= 0:
-            raise ValueError
-        return n
-    except ValueError:
-        raise click.BadParameter(f"expected a size like 64M, got {value!r}") from None
+_size = size_callback()
 
 
 def _sources(ctx, param, value):

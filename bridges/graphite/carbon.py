@@ -25,7 +25,8 @@ import time
 import click
 
 from monbus.core.bus import DEFAULT_RELAY
-from monbus.core.options import Stopper, make_sender, make_subscriber, subscriber_options
+from monbus.core.options import (Stopper, make_sender, make_subscriber, size_callback,
+                                 subscriber_options)
 from monbus.core.selfmetrics import Counters
 
 from .destinations import (DEFAULT_RETENTION, TRANSPORTS, GraphyteDestination, TcpDestination,
@@ -41,19 +42,7 @@ BACKOFF_MIN = 0.1
 BACKOFF_MAX = 5.0
 
 
-def _size(ctx, param, value):
-    """'512K' / '1G' / '1048576' -> bytes."""
-    if value is None or isinstance(value, int):
-        return value
-    v = str(value).strip().upper().removesuffix("B")
-    mult = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4}.get(v[-1:], 1)
-    try:
-        n = int(float(v[:-1] if mult > 1 else v) * mult)
-        if n <= 0:
-            raise ValueError
-        return n
-    except ValueError:
-        raise click.BadParameter(f"expected a size like 512K or 2G, got {value!r}") from None
+_size = size_callback()
 
 
 class Delivery(threading.Thread):
