@@ -141,12 +141,51 @@ def unprivileged_monbus() -> list[str] | None:
     code = ("import site,sys; site.addsitedir(%r); from monbus.core.cli import main; "
             "sys.argv[0]='monbus'; main()" % sp)
     ver = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    for exe in (sys.executable, f"/usr/bin/{ver}"):
-        if not os.path.exists(exe):
-            continue
+    exes = [exe for exe in (sys.executable, os.path.realpath(sys.executable), f"/usr/bin/{ver}")
+            if os.path.exists(exe)]
+    for exe in exes:
         cmd = [exe, "-c", code]
-        r = subprocess.run(["runuser", "-u", "nobody", "--"] + cmd + ["collectd", "--help"],
-                           capture_output=True, text=True)
-        if r.returncode == 0:
+        if _runs_as_nobody(cmd):
+            return cmd
+    # The checkout itself (or the venv inside it) may be where nobody cannot read, e.g. a
+    # clone under /root: run a world-readable copy of the sources and of site-packages.
+    copy = _readable_copy(sp)
+    code = ("import sys; sys.path[:0] = [%r, %r]; from monbus.core.cli import main; "
+            "sys.argv[0]='monbus'; main()" % (copy["src"], copy["site"]))
+    for exe in exes:
+        cmd = [exe, "-c", code]
+        if _runs_as_nobody(cmd):
             return cmd
     return None
+
+
+def _runs_as_nobody(cmd) -> bool:
+    r = subprocess.run(["runuser", "-u", "nobody", "--"] + cmd + ["collectd", "--help"],
+                       capture_output=True, text=True)
+    return r.returncode == 0
+
+
+_COPY: dict = {}
+
+
+def _readable_copy(site_packages: str) -> dict:
+    """Copy monbus's sources (as the monbus.core / monbus.bridges namespace layout) and the
+    venv's site-packages (without the editable-install hooks) into a world-readable temp dir."""
+    if _COPY:
+        return _COPY
+    root = tempfile.mkdtemp(prefix="monbus-nobody-")
+    os.chmod(root, 0o755)
+    repo = Path(__file__).resolve().parents[3]
+    src = os.path.join(root, "src")
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(repo / "core", os.path.join(src, "monbus", "core"), ignore=ignore)
+    shutil.copytree(repo / "bridges", os.path.join(src, "monbus", "bridges"), ignore=ignore)
+    site_copy = os.path.join(root, "site")
+    shutil.copytree(site_packages, site_copy, ignore=shutil.ignore_patterns(
+        "__pycache__", "__editable__*", "*.pth", "monbus*"))
+    for d, dirs, files in os.walk(root):
+        os.chmod(d, 0o755)
+        for f in files:
+            os.chmod(os.path.join(d, f), 0o644)
+    _COPY.update(src=src, site=site_copy)
+    return _COPY
