@@ -57,24 +57,6 @@ def relay(input, output, spool, spool_max, hold, curve_secret, curve_clients,  #
     r.run()
 
 
-def _read_stdin_chunks(size: int = 1 << 20):
-    buf = sys.stdin.buffer
-    rest = b""
-    while True:
-        chunk = buf.read1(size) if hasattr(buf, "read1") else buf.read(size)
-        if not chunk:
-            break
-        chunk = rest + chunk
-        cut = chunk.rfind(b"\n")
-        if cut < 0:
-            rest = chunk
-            continue
-        rest = chunk[cut + 1:]
-        yield chunk[:cut]
-    if rest:
-        yield rest
-
-
 @click.command()
 @click.argument("lines", nargs=-1)
 @sender_options
@@ -110,7 +92,8 @@ def send(lines, relay, spool, timeout, curve_server_key, curve_secret, prefix, q
     if lines:
         feed("\n".join(lines))
     else:
-        for chunk in _read_stdin_chunks():
+        from .chunks import line_chunks
+        for chunk in line_chunks(sys.stdin.buffer):
             feed(chunk.decode("utf-8", "replace"))
     stats = sender.close()
     if stats["lost_lines"]:

@@ -16,6 +16,8 @@ import gc
 import logging
 import os
 
+from monbus.core.chunks import line_chunks
+
 from .perfdata import LineMaker, RecordError
 
 log = logging.getLogger("monbus.nagios.spool")
@@ -108,21 +110,9 @@ class FileProcessor:
         lost_before = sender.stats["lost_lines"]
         try:
             with open(path, "rb") as f:
-                rest = b""
-                while True:
-                    chunk = f.read(1 << 20)
-                    if not chunk:
-                        break
-                    chunk = rest + chunk
-                    cut = chunk.rfind(b"\n")
-                    if cut < 0:
-                        rest = chunk
-                        continue
-                    rest = chunk[cut + 1:]
-                    self.feed_text(chunk[:cut].decode("utf-8", "replace"), now, path)
+                for chunk in line_chunks(f):
+                    self.feed_text(chunk.decode("utf-8", "replace"), now, path)
                     sender.tick()
-                if rest:
-                    self.feed_text(rest.decode("utf-8", "replace"), now, path)
         except FileNotFoundError:
             return False
         except OSError as e:
