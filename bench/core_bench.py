@@ -8,6 +8,7 @@ Prints medians of --runs runs.  Not a test: the figures go in the README.
 from __future__ import annotations
 
 import argparse
+import resource
 import os
 import statistics
 import subprocess
@@ -18,7 +19,8 @@ import time
 from pathlib import Path
 
 from monbus.core.bus import Subscriber
-from monbus.core.line import decode, decode_batch
+from monbus.core import line as line_mod
+from monbus.core.line import decode, decode_batch, group_chunk
 from monbus.core.relay import Relay
 
 HERE = Path(__file__).resolve().parent
@@ -39,9 +41,10 @@ def make_lines(n: int) -> list[str]:
     return out
 
 
-def bench_decode(lines: list[str], runs: int) -> tuple[float, float, float]:
+def bench_decode(lines: list[str], runs: int) -> tuple[float, float, float, float]:
     """CPU-time rates (time.process_time: less sensitive than wall time to the other load on a
-    shared machine) over the same text: the bare loop, decode() per line, decode_batch()."""
+    shared machine) over the same text: the bare loop, decode() per line, decode_batch(),
+    group_chunk() (a sender's validation)."""
     text = "\n".join(lines)
     n = len(lines)
 
@@ -68,13 +71,24 @@ def bench_decode(lines: list[str], runs: int) -> tuple[float, float, float]:
             decode_batch(chunk)
         return n / (time.process_time() - t)
 
+    # what `monbus send` does with each chunk of its input (C fast path when built)
+    raw_chunks = [c.encode() for c in chunks]
+
+    def sender():
+        t = time.process_time()
+        for chunk in raw_chunks:
+            group_chunk(chunk)
+        return n / (time.process_time() - t)
+
     batch()  # warm the series cache once, as a running subscriber has it warm
-    b, m, d = [], [], []
+    b, m, d, g = [], [], [], []
     for _ in range(runs):
         b.append(baseline())
         m.append(per_line())
         d.append(batch())
-    return statistics.median(b), statistics.median(m), statistics.median(d)
+        g.append(sender())
+    return (statistics.median(b), statistics.median(m), statistics.median(d),
+            statistics.median(g))
 
 
 def _bridge_sender(endpoint: str, grouped: dict) -> None:
@@ -119,6 +133,7 @@ def bench_bus(lines: list[str], runs: int, mode: str) -> list[tuple[float, int, 
             ct = threading.Thread(target=consume, daemon=True)
             t0 = time.perf_counter()
             ct.start()
+            cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             if mode == "send":
                 p = subprocess.run(monbus + ["send", "--relay", relay.endpoints_in[0], "--spool",
                                              tmp], input=data, capture_output=True)
@@ -131,7 +146,9 @@ def bench_bus(lines: list[str], runs: int, mode: str) -> list[tuple[float, int, 
                 proc.join(120)
             done.wait(60)
             el = time.perf_counter() - t0
-            results.append((got / el, sub.gaps.gaps, got))
+            cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+            results.append((got / el, sub.gaps.gaps, got, len(lines) / cpu if cpu else 0.0))
             sub.close()
             relay.stop()
             th.join(5)
@@ -146,15 +163,19 @@ def main():
     lines = make_lines(a.lines)
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; {a.lines:,} lines, "
           f"median of {a.runs} runs")
-    b, m, d = bench_decode(lines[:500_000], a.runs)
+    b, m, d, g = bench_decode(lines[:500_000], a.runs)
     print(f"decode (CPU time): bare split()+float() loop {b:,.0f} lines/s | monbus decode() per line "
           f"{m:,.0f} lines/s ({m / b:.0%}) | decode_batch() {d:,.0f} lines/s ({d / b:.0%})")
+    print(f"sender validation (CPU time): group_chunk() {g:,.0f} lines/s ({g / b:.0%} of the bare "
+          f"loop; C fast path {'built' if line_mod._fastline else 'NOT built: Python path'})")
     for mode, label in (("send", "monbus send (validates every line) -> relay -> subscriber"),
                         ("bridge", "bridge process Sender (lines pre-encoded) -> relay -> subscriber")):
         res = bench_bus(lines, a.runs, mode)
         rate = statistics.median(r[0] for r in res)
+        cpu = statistics.median(r[3] for r in res)
         print(f"end to end, {label}: {rate:,.0f} lines/s (median), gaps "
-              f"{sum(r[1] for r in res)}; per run: " +
+              f"{sum(r[1] for r in res)}; the sending process alone: {cpu:,.0f} lines per "
+              f"CPU-second (start-up included); per run: " +
               ", ".join(f"{r[0]:,.0f}/s gaps={r[1]} got={r[2]:,}" for r in res))
 
 

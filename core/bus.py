@@ -124,7 +124,7 @@ class Sender:
             self.sock.close()
             raise BusError(f"bad relay endpoint {relay!r}: {e}") from None
         self.spool = Spool(spool, spool_max_bytes) if spool else None
-        self._pending: dict[str, list] = {}      # topic -> [lines, nbytes, first_add_time]
+        self._pending: dict[str, list] = {}      # topic -> [texts, nbytes, first_add_time, nlines]
         self._unacked: dict[int, tuple] = {}     # seq -> (sent_at, topic, body, nlines)
         # When the relay stops acknowledging (down, restarting), new messages go straight to
         # the spool instead of blocking the caller; one message a second probes the relay.
@@ -141,9 +141,10 @@ class Sender:
             topic = topic_of(text[:text.find(" ")])
         p = self._pending.get(topic)
         if p is None:
-            p = self._pending[topic] = [[], 0, time.monotonic()]
+            p = self._pending[topic] = [[], 0, time.monotonic(), 0]
         p[0].append(text)
         p[1] += len(text) + 1
+        p[3] += 1
         if p[1] >= self.batch_bytes:
             self._send(topic, p)
             del self._pending[topic]
@@ -152,9 +153,22 @@ class Sender:
         """Queue already-validated lines that all belong to `topic`."""
         p = self._pending.get(topic)
         if p is None:
-            p = self._pending[topic] = [[], 0, time.monotonic()]
+            p = self._pending[topic] = [[], 0, time.monotonic(), 0]
         p[0].extend(lines)
         p[1] += sum(map(len, lines)) + len(lines)
+        p[3] += len(lines)
+        if p[1] >= self.batch_bytes:
+            self._send(topic, p)
+            del self._pending[topic]
+
+    def add_body(self, topic: str, body: str, nlines: int) -> None:
+        """Queue `nlines` already-validated lines of `topic` joined by newlines."""
+        p = self._pending.get(topic)
+        if p is None:
+            p = self._pending[topic] = [[], 0, time.monotonic(), 0]
+        p[0].append(body)
+        p[1] += len(body) + 1
+        p[3] += nlines
         if p[1] >= self.batch_bytes:
             self._send(topic, p)
             del self._pending[topic]
@@ -173,7 +187,7 @@ class Sender:
     # -- the loop ------------------------------------------------------------------------
     def _send(self, topic: str, p) -> None:
         body = "\n".join(p[0]).encode("utf-8")
-        nlines = len(p[0])
+        nlines = p[3]
         self.stats["lines"] += nlines
         tb = topic.encode("utf-8")
         if self._suspect:

@@ -71,18 +71,18 @@ def send(lines, relay, spool, timeout, curve_server_key, curve_secret, prefix, q
     1 if bad lines were skipped (each is reported); 3 if data could not be delivered nor
     spooled (no --spool and no relay).
     """
-    from .line import group_by_topic
+    from .line import group_chunk
     sender = make_sender(relay, spool, timeout, curve_server_key, curve_secret)
     bad = 0
-    pre = (prefix.rstrip(".") + ".") if prefix else ""
+    pre = (prefix.rstrip(".") + ".").encode("utf-8") if prefix else b""
 
-    def feed(text):
+    def feed(data: bytes):
         nonlocal bad
         if pre:
-            text = "\n".join(pre + x for x in text.split("\n") if x)
+            data = b"\n".join(pre + x for x in data.split(b"\n") if x)
         errors = []
-        for topic, good in group_by_topic(text, errors).items():
-            sender.add_many(topic, good)
+        for topic, body, n in group_chunk(data, errors):
+            sender.add_body(topic, body, n)
         for e in errors:
             bad += 1
             if not quiet and bad <= 10:
@@ -90,11 +90,11 @@ def send(lines, relay, spool, timeout, curve_server_key, curve_secret, prefix, q
         sender.tick()
 
     if lines:
-        feed("\n".join(lines))
+        feed("\n".join(lines).encode("utf-8", "surrogateescape"))
     else:
         from .chunks import line_chunks
         for chunk in line_chunks(sys.stdin.buffer):
-            feed(chunk.decode("utf-8", "replace"))
+            feed(chunk)
     stats = sender.close()
     if stats["lost_lines"]:
         click.echo(f"monbus send: {stats['lost_lines']} lines not acknowledged by {relay} "

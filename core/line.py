@@ -17,6 +17,11 @@ import hashlib
 import re
 from typing import Iterable, Iterator, NamedTuple
 
+try:  # the optional C speed-up of group_chunk (core/_fastline.c)
+    from . import _fastline
+except ImportError:  # built without a compiler: the Python path gives the same result
+    _fastline = None
+
 __all__ = [
     "Line", "LineError", "decode", "encode", "decode_batch", "format_number",
     "sanitize", "Sanitizer", "topic_of", "MTYPES", "STATE_NAMES",
@@ -348,6 +353,23 @@ def group_by_topic(text: str, errors: list | None = None) -> dict[str, list[str]
     grouped: dict[str, list[str]] = {}
     _decode_batch(text, errors, grouped)
     return grouped
+
+
+def group_chunk(data: bytes, errors: list | None = None) -> list[tuple[str, str, int]]:
+    """Validate raw input (UTF-8 bytes, lines separated by newlines) and group the good
+    lines by topic: `[(topic, lines joined by newlines, number of lines)]`; a bad line is
+    appended to `errors` and skipped.
+
+    The C module `_fastline` (built from core/_fastline.c when a compiler is there) does it
+    for input in which every line is in a conservative subset of the grammar; for anything
+    else, or without the module, group_by_topic does it line by line, with the same result.
+    """
+    if _fastline is not None:
+        groups = _fastline.group(data)
+        if groups is not None:
+            return groups
+    grouped = group_by_topic(data.decode("utf-8", "replace"), errors)
+    return [(topic, "\n".join(lines), len(lines)) for topic, lines in grouped.items()]
 
 
 def _decode_batch(text: str, errors: list | None, grouped: dict | None) -> list[Line]:
