@@ -161,6 +161,49 @@ def test_real_collectd_values_equal_its_csv(level, relay, subscribe, tmp_path, s
     assert "Traceback" not in err.read_text()
 
 
+# an organization-local group (RFC 2365), sent and joined on the loopback interface only:
+# collectd's Interface sets IP_MULTICAST_IF, the listener's --interface joins on lo, so no
+# datagram leaves the host
+GROUP = "239.192.74.66"
+
+
+@pytest.mark.parametrize("how", ["multicast", "ipv6"])
+def test_real_collectd_multicast_and_ipv6(how, relay, subscribe, tmp_path, start_collectd,
+                                          start_listener):
+    """A real collectd sends to a multicast group on the loopback interface (and, the other
+    case, to ::1), `monbus collectd listen` joined to the group (bound to ::1) receives it,
+    and every value equals collectd's own csv row."""
+    if how == "multicast":
+        port = free_port(socket.SOCK_DGRAM)
+        listen = ["--listen", f"{GROUP}:{port}", "--interface", "lo"]
+        server = (f'  TimeToLive 1\n  <Server "{GROUP}" "{port}">\n    Interface "lo"\n'
+                  f'  </Server>')
+    else:
+        port = free_port(socket.SOCK_DGRAM, "::1")
+        listen = ["--listen", f"[::1]:{port}"]
+        server = f'  <Server "::1" "{port}">\n  </Server>'
+    sub = subscribe("collectd.**")
+    _, err = start_listener(*listen, "--relay", relay.input)
+    csv_dir = tmp_path / "csv"
+    start_collectd(tmp_path, PLUGINS.format(csv=csv_dir)
+                   + f"LoadPlugin network\n<Plugin network>\n{server}\n</Plugin>\n")
+    got = _receive(sub, 3, timeout=60)
+    _check_against_csv(got, csv_dir)
+    assert "Traceback" not in err.read_text()
+
+
+def test_listen_interface_errors(tmp_path):
+    """--interface names an interface that exists; a group that cannot be joined there is
+    a start-up error with the reason."""
+    import subprocess
+
+    from helpers import monbus_cmd
+    r = subprocess.run(monbus_cmd() + ["collectd", "listen", "--listen", f"{GROUP}:25826",
+                                       "--interface", "nosuchif0", "--relay", "tcp://127.0.0.1:1"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "--interface 'nosuchif0': no such network interface" in r.stderr
+
+
 def test_wrong_password_and_plain_packets_never_reach_the_bus(relay, subscribe, tmp_path,
                                                               start_collectd, start_listener):
     """A listener at level sign: collectd signing with a wrong password and a plain copy of
