@@ -649,7 +649,7 @@ class NetworkDecoder:
         while pos <= last:
             if at_vl:
                 fplan = None
-                if startswith(b"\0\x08\0\x0c", pos):  # TIME_HR, then maybe a cached run
+                if pos <= end - 12 and startswith(b"\0\x08\0\x0c", pos):  # TIME_HR, ...
                     start = pos + 12
                     t = u64(buf, pos + 4)[0] * hr
                 else:  # a value list with the time of the one before
