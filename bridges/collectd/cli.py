@@ -41,6 +41,13 @@ def naming_options(f):
         click.option("--drop-duplicate-fields", is_flag=True,
                      help="write_graphite's DropDuplicateFields: memory.memory-used -> "
                           "memory.used."),
+        click.option("--reverse-host", is_flag=True,
+                     help="write_graphite's ReverseHost: the dot-separated parts of the host "
+                          "in reverse order (node3.example.com -> com_example_node3)."),
+        click.option("--use-tags", is_flag=True,
+                     help="write_graphite's UseTags: tagged series, <prefix><plugin>.<type>"
+                          "[.<ds>]<postfix>;host=...;plugin=...;type=...  (the bus topic is "
+                          "then <prefix><plugin>)."),
     ]):
         f = opt(f)
     return f
@@ -65,11 +72,12 @@ def typesdb_options(f):
 
 
 def _make_naming(prefix, postfix, escape_character, separate_instances, always_append_ds,
-                 preserve_separator, drop_duplicate_fields):
+                 preserve_separator, drop_duplicate_fields, reverse_host, use_tags):
     from .naming import GraphiteNaming, NamingError
     try:
         return GraphiteNaming(prefix, postfix, escape_character, separate_instances,
-                              always_append_ds, preserve_separator, drop_duplicate_fields)
+                              always_append_ds, preserve_separator, drop_duplicate_fields,
+                              reverse_host, use_tags)
     except NamingError as e:
         raise click.ClickException(str(e)) from None
 
@@ -181,8 +189,8 @@ def cli():
                    "routing table picks.")
 def listen(listen, security_level, auth_file, typesdb, no_system_typesdb, prefix, postfix,
            escape_character, separate_instances, always_append_ds, preserve_separator,
-           drop_duplicate_fields, store_rates, relay, spool, timeout, curve_server_key,
-           curve_secret, selfmetrics_interval, interface):
+           drop_duplicate_fields, reverse_host, use_tags, store_rates, relay, spool, timeout,
+           curve_server_key, curve_secret, selfmetrics_interval, interface):
     """Receive collectd's network plugin (UDP) and put its values on the bus.
 
     Paths are the ones collectd's write_graphite makes with the same options:
@@ -211,7 +219,8 @@ def listen(listen, security_level, auth_file, typesdb, no_system_typesdb, prefix
         raise click.ClickException(f"--security-level {security_level} needs --auth-file "
                                    f"(the users and passwords to check packets with)")
     naming = _make_naming(prefix, postfix, escape_character, separate_instances,
-                          always_append_ds, preserve_separator, drop_duplicate_fields)
+                          always_append_ds, preserve_separator, drop_duplicate_fields,
+                          reverse_host, use_tags)
     db = _make_typesdb(typesdb, no_system_typesdb)
     decoder = NetworkDecoder(db, naming, security_level, auth.lookup if auth else None,
                              store_rates)
@@ -346,8 +355,8 @@ def exec_(patterns, connect, curve_server_key, curve_secret, local_host):
 @naming_options
 @sender_options
 def notify(prefix, postfix, escape_character, separate_instances, always_append_ds,
-           preserve_separator, drop_duplicate_fields, relay, spool, timeout, curve_server_key,
-           curve_secret):
+           preserve_separator, drop_duplicate_fields, reverse_host, use_tags, relay, spool,
+           timeout, curve_server_key, curve_secret):
     """A NotificationExec handler: one notification on stdin -> one availability line.
 
     The path is that of the notified value plus `.notification`
@@ -358,7 +367,8 @@ def notify(prefix, postfix, escape_character, separate_instances, always_append_
 
     from .putval import TextError, parse_notification_text
     naming = _make_naming(prefix, postfix, escape_character, separate_instances,
-                          always_append_ds, preserve_separator, drop_duplicate_fields)
+                          always_append_ds, preserve_separator, drop_duplicate_fields,
+                          reverse_host, use_tags)
     text = sys.stdin.buffer.read().decode("utf-8", "replace")
     try:
         n = parse_notification_text(text)
@@ -388,7 +398,8 @@ def _notification_line(naming, n) -> str:
 @click.option("--quiet", "-q", is_flag=True, help="Do not report bad lines on stderr.")
 def putval(file, typesdb, no_system_typesdb, prefix, postfix, escape_character,
            separate_instances, always_append_ds, preserve_separator, drop_duplicate_fields,
-           store_rates, relay, spool, timeout, curve_server_key, curve_secret, quiet):
+           reverse_host, use_tags, store_rates, relay, spool, timeout, curve_server_key,
+           curve_secret, quiet):
     """Read PUTVAL / PUTNOTIF lines (exec plugin / unixsock text) from FILE or stdin onto the bus.
 
     Data-source names and kinds come from types.db, as in collectd.  Exits 1 if bad lines
@@ -397,7 +408,8 @@ def putval(file, typesdb, no_system_typesdb, prefix, postfix, escape_character,
     from .network import LineMaker
     from .putval import TextError, parse_putnotif, parse_putval
     naming = _make_naming(prefix, postfix, escape_character, separate_instances,
-                          always_append_ds, preserve_separator, drop_duplicate_fields)
+                          always_append_ds, preserve_separator, drop_duplicate_fields,
+                          reverse_host, use_tags)
     db = _make_typesdb(typesdb, no_system_typesdb)
     maker = LineMaker(db, naming, store_rates)
     sender = make_sender(relay, spool, timeout, curve_server_key, curve_secret)

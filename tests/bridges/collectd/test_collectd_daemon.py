@@ -192,18 +192,6 @@ def test_real_collectd_multicast_and_ipv6(how, relay, subscribe, tmp_path, start
     assert "Traceback" not in err.read_text()
 
 
-def test_listen_interface_errors(tmp_path):
-    """--interface names an interface that exists; a group that cannot be joined there is
-    a start-up error with the reason."""
-    import subprocess
-
-    from helpers import monbus_cmd
-    r = subprocess.run(monbus_cmd() + ["collectd", "listen", "--listen", f"{GROUP}:25826",
-                                       "--interface", "nosuchif0", "--relay", "tcp://127.0.0.1:1"],
-                       capture_output=True, text=True, timeout=60)
-    assert r.returncode != 0 and "--interface 'nosuchif0': no such network interface" in r.stderr
-
-
 def test_wrong_password_and_plain_packets_never_reach_the_bus(relay, subscribe, tmp_path,
                                                               start_collectd, start_listener):
     """A listener at level sign: collectd signing with a wrong password and a plain copy of

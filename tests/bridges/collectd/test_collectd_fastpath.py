@@ -139,6 +139,11 @@ _RAW_TYPES = [b"load\0", b"if_octets\0", b"cpu\0", b"gauge\0", b"derive\0", b"me
               b"nosuchtype\0", b"ps_count\0", b"0\0"]
 
 
+# any kind: zero, all ones, a NaN gauge, 12345 as an integer, 1.1 as a gauge
+_VALUE_BYTES = [bytes(8), b"\xff" * 8, b"\0\0\0\0\0\0\xf8\x7f", (12345).to_bytes(8, "big"),
+                b"\x9a\x99\x99\x99\x99\x99\xf1?"]
+
+
 def _part(ptype: int, payload: bytes) -> bytes:
     return ptype.to_bytes(2, "big") + (4 + len(payload)).to_bytes(2, "big") + payload
 
@@ -188,10 +193,7 @@ def _collectd_stream(draw):
             kinds = draw(st.lists(st.sampled_from([0, 1, 1, 2, 3]), min_size=n, max_size=n))
             if bad and draw(st.booleans()):
                 kinds[0] = draw(st.integers(0, 255))  # maybe an unknown kind
-            values = b"".join(
-                draw(st.sampled_from([bytes(8), b"\xff" * 8, b"\0\0\0\0\0\0\xf8\x7f",
-                                      (12345).to_bytes(8, "big"), b"\x9a\x99\x99\x99\x99\x99\xf1?"]))
-                for _ in kinds)
+            values = b"".join(draw(st.sampled_from(_VALUE_BYTES)) for _ in kinds)
             parts.append(_part(6, n.to_bytes(2, "big") + bytes(kinds) + values))
         datagrams.append(b"".join(parts))
     return datagrams
