@@ -15,7 +15,6 @@ import socket
 import threading
 import time
 
-import pytest
 
 from helpers import free_port, wait_for
 from monbus.bridges.collectd.naming import GraphiteNaming
