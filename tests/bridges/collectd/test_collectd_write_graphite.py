@@ -15,7 +15,6 @@ import socket
 import threading
 import time
 
-
 from helpers import free_port, wait_for
 from monbus.bridges.collectd.naming import GraphiteNaming
 from monbus.bridges.collectd.network import NetworkDecoder, encode_values
