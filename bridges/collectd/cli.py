@@ -41,6 +41,13 @@ def naming_options(f):
         click.option("--drop-duplicate-fields", is_flag=True,
                      help="write_graphite's DropDuplicateFields: memory.memory-used -> "
                           "memory.used."),
+        click.option("--reverse-host", is_flag=True,
+                     help="write_graphite's ReverseHost: the dot-separated parts of the host "
+                          "in reverse order (node3.example.com -> com_example_node3)."),
+        click.option("--use-tags", is_flag=True,
+                     help="write_graphite's UseTags: tagged series, <prefix><plugin>.<type>"
+                          "[.<ds>]<postfix>;host=...;plugin=...;type=...  (the bus topic is "
+                          "then <prefix><plugin>)."),
     ]):
         f = opt(f)
     return f
@@ -65,11 +72,12 @@ def typesdb_options(f):
 
 
 def _make_naming(prefix, postfix, escape_character, separate_instances, always_append_ds,
-                 preserve_separator, drop_duplicate_fields):
+                 preserve_separator, drop_duplicate_fields, reverse_host, use_tags):
     from .naming import GraphiteNaming, NamingError
     try:
         return GraphiteNaming(prefix, postfix, escape_character, separate_instances,
-                              always_append_ds, preserve_separator, drop_duplicate_fields)
+                              always_append_ds, preserve_separator, drop_duplicate_fields,
+                              reverse_host, use_tags)
     except NamingError as e:
         raise click.ClickException(str(e)) from None
 
@@ -108,6 +116,49 @@ class _ErrorLog:
         self.suppressed = 0
 
 
+def _interface_index(name: str) -> int:
+    """The index of a network interface by name (click error if there is none)."""
+    import socket
+    try:
+        return socket.if_nametoindex(name)
+    except OSError:
+        raise click.ClickException(f"--interface {name!r}: no such network interface") from None
+
+
+def _bind_multicast(group: str, port: int, ifindex: int, ifname: str):
+    """A non-blocking UDP socket on group:port joined to the group on one interface (as
+    collectd's network plugin does for a <Listen> block with an Interface: ip_mreqn with the
+    interface index for IPv4, the index in ipv6_mreq for IPv6)."""
+    # core.options.bind_udp joins on the interface the routing table picks for the group;
+    # this is the same socket with the join on a given interface
+    import socket
+    import struct
+    g = ipaddress.ip_address(group)
+    fam = socket.AF_INET if g.version == 4 else socket.AF_INET6
+    s = socket.socket(fam, socket.SOCK_DGRAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024 * 1024)
+        except OSError:
+            pass
+        if fam == socket.AF_INET6:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        s.bind((group, port))
+        if fam == socket.AF_INET:
+            mreq = struct.pack("4s4si", g.packed, bytes(4), ifindex)  # struct ip_mreqn
+            s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+        else:
+            mreq = struct.pack("16sI", g.packed, ifindex)  # struct ipv6_mreq
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
+        s.setblocking(False)
+        return s
+    except OSError as e:
+        s.close()
+        raise click.ClickException(f"cannot listen on {group}:{port} on interface "
+                                   f"{ifname}: {e}") from None
+
+
 @click.group()
 def cli():
     """collectd: the network plugin's protocol (with Sign/Encrypt) and the exec plugin."""
@@ -132,10 +183,14 @@ def cli():
               type=click.FloatRange(min=0.1),
               help="Seconds between self-metric publications (monbus.<host>.collectd.*: "
                    "datagrams, lines, and every kind of drop).")
+@click.option("--interface", metavar="NAME",
+              help="collectd's Interface for a <Listen> block: join the multicast groups of "
+                   "--listen on this network interface (e.g. lo) instead of the one the "
+                   "routing table picks.")
 def listen(listen, security_level, auth_file, typesdb, no_system_typesdb, prefix, postfix,
            escape_character, separate_instances, always_append_ds, preserve_separator,
-           drop_duplicate_fields, store_rates, relay, spool, timeout, curve_server_key,
-           curve_secret, selfmetrics_interval):
+           drop_duplicate_fields, reverse_host, use_tags, store_rates, relay, spool, timeout,
+           curve_server_key, curve_secret, selfmetrics_interval, interface):
     """Receive collectd's network plugin (UDP) and put its values on the bus.
 
     Paths are the ones collectd's write_graphite makes with the same options:
@@ -164,17 +219,22 @@ def listen(listen, security_level, auth_file, typesdb, no_system_typesdb, prefix
         raise click.ClickException(f"--security-level {security_level} needs --auth-file "
                                    f"(the users and passwords to check packets with)")
     naming = _make_naming(prefix, postfix, escape_character, separate_instances,
-                          always_append_ds, preserve_separator, drop_duplicate_fields)
+                          always_append_ds, preserve_separator, drop_duplicate_fields,
+                          reverse_host, use_tags)
     db = _make_typesdb(typesdb, no_system_typesdb)
     decoder = NetworkDecoder(db, naming, security_level, auth.lookup if auth else None,
                              store_rates)
+    ifindex = _interface_index(interface) if interface else 0
     sockets = []
     for host, port in listen:
         try:
             group = host if ipaddress.ip_address(host).is_multicast else None
         except ValueError:
             group = None
-        sockets.append(bind_udp(host, port, multicast_group=group))
+        if group and ifindex:
+            sockets.append(_bind_multicast(group, port, ifindex, interface))
+        else:
+            sockets.append(bind_udp(host, port, multicast_group=group))
     inodes = socket_inodes(sockets)
     sender = make_sender(relay, spool, timeout, curve_server_key, curve_secret)
     counters = Counters("collectd")
@@ -295,8 +355,8 @@ def exec_(patterns, connect, curve_server_key, curve_secret, local_host):
 @naming_options
 @sender_options
 def notify(prefix, postfix, escape_character, separate_instances, always_append_ds,
-           preserve_separator, drop_duplicate_fields, relay, spool, timeout, curve_server_key,
-           curve_secret):
+           preserve_separator, drop_duplicate_fields, reverse_host, use_tags, relay, spool,
+           timeout, curve_server_key, curve_secret):
     """A NotificationExec handler: one notification on stdin -> one availability line.
 
     The path is that of the notified value plus `.notification`
@@ -307,7 +367,8 @@ def notify(prefix, postfix, escape_character, separate_instances, always_append_
 
     from .putval import TextError, parse_notification_text
     naming = _make_naming(prefix, postfix, escape_character, separate_instances,
-                          always_append_ds, preserve_separator, drop_duplicate_fields)
+                          always_append_ds, preserve_separator, drop_duplicate_fields,
+                          reverse_host, use_tags)
     text = sys.stdin.buffer.read().decode("utf-8", "replace")
     try:
         n = parse_notification_text(text)
@@ -337,7 +398,8 @@ def _notification_line(naming, n) -> str:
 @click.option("--quiet", "-q", is_flag=True, help="Do not report bad lines on stderr.")
 def putval(file, typesdb, no_system_typesdb, prefix, postfix, escape_character,
            separate_instances, always_append_ds, preserve_separator, drop_duplicate_fields,
-           store_rates, relay, spool, timeout, curve_server_key, curve_secret, quiet):
+           reverse_host, use_tags, store_rates, relay, spool, timeout, curve_server_key,
+           curve_secret, quiet):
     """Read PUTVAL / PUTNOTIF lines (exec plugin / unixsock text) from FILE or stdin onto the bus.
 
     Data-source names and kinds come from types.db, as in collectd.  Exits 1 if bad lines
@@ -346,7 +408,8 @@ def putval(file, typesdb, no_system_typesdb, prefix, postfix, escape_character,
     from .network import LineMaker
     from .putval import TextError, parse_putnotif, parse_putval
     naming = _make_naming(prefix, postfix, escape_character, separate_instances,
-                          always_append_ds, preserve_separator, drop_duplicate_fields)
+                          always_append_ds, preserve_separator, drop_duplicate_fields,
+                          reverse_host, use_tags)
     db = _make_typesdb(typesdb, no_system_typesdb)
     maker = LineMaker(db, naming, store_rates)
     sender = make_sender(relay, spool, timeout, curve_server_key, curve_secret)

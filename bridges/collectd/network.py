@@ -580,6 +580,11 @@ class NetworkDecoder:
         # the fused walk handles plain datagrams without StoreRates (see decode)
         self._fast = self.parser.level == 0 and not store_rates
         self._fplans: dict = {}
+        # the fused walk's cached runs (see _decode_fast)
+        self._state_ids: dict = {}  # raw names and interval -> state number
+        self._states: list = []  # state number -> raw names and interval
+        self._state_runs: list = []  # state number -> {run bytes: (state number after, plan)}
+        self._nruns = 0
 
     def decode(self, data: bytes) -> tuple[list[str], list[PacketError]]:
         """Decode one datagram into line texts and the errors found in it."""
@@ -603,98 +608,161 @@ class NetworkDecoder:
         # slice; the names are decoded and checked (as PacketParser does) only when an
         # identifier is first seen.  An unset name is b"\0", which decodes to "" as the
         # general path's unset name is.
+        #
+        # Most value lists after the first of a datagram are written by collectd's
+        # network plugin as TIME_HR, the name parts that changed, VALUES.  Everything in
+        # such a value list but the time and the values repeats from interval to interval,
+        # so the bytes between them (the "run": name parts, VALUES header, value kinds)
+        # together with the names in force before it (a state number) are a cache key for
+        # the names after it and the value list's plan.  The run ends at the first
+        # b"\0\6\0" after the time (a VALUES header of fewer than 28 values); the run is
+        # checked part by part by length the first time it is seen (_run_plan), so a
+        # cached run is one whose parts end exactly there.  Anything else takes the part
+        # by part walk below, which is exact for any layout.
+        if self._nruns > 100_000 or len(self._states) > 100_000:
+            self._state_ids.clear()
+            self._states.clear()
+            self._state_runs.clear()
+            self._nruns = 0
         host = plugin = pinst = type_ = tinst = b"\0"
         time = 0.0
         interval = 0.0
         ts = None  # the time as line text, made when the first value needs it
+        sid = -1  # the number of the names (and interval) in force; -1: not looked up
+        stale = False  # the names above are older than sid (a cached run was taken)
+        at_vl = True  # a value list may start here
         pos = 0
         end = len(buf)
         last = end - 4
         head = _HEAD.unpack_from
         u64 = _U64.unpack_from
+        u16 = _U16.unpack_from
+        startswith = buf.startswith
+        find = buf.find
         hr = _HR
         fplans = self._fplans
+        state_runs = self._state_runs
         out = []
         append = out.append
         nvl = 0
         nan = 0
         while pos <= last:
-            ptype, plen = head(buf, pos)
-            if plen < 4 or plen > end - pos:
-                return None
-            nxt = pos + plen
-            if ptype == 6:
-                # the value count follows from the length; the count field is part of the
-                # plan key (with the kinds), so a plan exists only for a count that agrees
-                n = (plen - 6) // 9
-                if n <= 0 or plen != 6 + 9 * n:
-                    return None
-                voff = nxt - 8 * n
-                key = (host, plugin, pinst, type_, tinst, buf[pos + 4:voff], interval)
-                fplan = fplans.get(key)
+            if at_vl:
+                fplan = None
+                if pos <= end - 12 and startswith(b"\0\x08\0\x0c", pos):  # TIME_HR, ...
+                    start = pos + 12
+                    t = u64(buf, pos + 4)[0] * hr
+                else:  # a value list with the time of the one before
+                    start = pos
+                    t = time
+                vpos = find(b"\0\x06\0", start)
+                if 0 < vpos <= end - 6 and t:
+                    nxt = vpos + u16(buf, vpos + 2)[0]
+                    voff = vpos + 6 + (nxt - vpos - 6) // 9
+                    if sid < 0:
+                        sid = self._state_id((host, plugin, pinst, type_, tinst, interval))
+                    run = buf[start:voff]
+                    got = state_runs[sid].get(run)
+                    if got is None:
+                        got = self._run_plan(sid, run)
+                    if got is not None and nxt <= end:
+                        sid, fplan = got
+                        stale = True
+                        if t is not time or ts is None:
+                            time = t
+                            ts = str(int(t)) if t.is_integer() else repr(t)
                 if fplan is None:
-                    fplan = self._fast_plan(key, time)
-                    if fplan is None:
-                        return None
-                if ts is None:
-                    if not time:
-                        return None
-                    ts = str(int(time)) if time.is_integer() else repr(time)
-                unpack, single, pre, suf, pres, sufs, kinds = fplan
-                nvl += 1
-                if single == 1:  # one integer value: the common case
-                    append(f"{pre}{unpack(buf, voff)[0]} {ts}{suf}")
-                elif single == 2:  # one gauge
-                    v = unpack(buf, voff)[0]
-                    if v - v != 0.0:  # NaN (collectd's "U") or infinite
-                        nan += 1
-                    elif v.is_integer() and -1e16 < v < 1e16:
-                        append(f"{pre}{int(v)} {ts}{suf}")
-                    else:
-                        append(f"{pre}{v!r} {ts}{suf}")
-                elif single == 3:  # several integer values
-                    for p, v, s in zip(pres, unpack(buf, voff), sufs):
-                        append(f"{p}{v} {ts}{s}")
-                else:
-                    for p, v, s, k in zip(pres, unpack(buf, voff), sufs, kinds):
-                        if k == 1:
-                            if v - v != 0.0:  # NaN (collectd's "U") or infinite
-                                nan += 1
-                                continue
-                            v = str(int(v)) if v.is_integer() and -1e16 < v < 1e16 else repr(v)
-                        append(f"{p}{v} {ts}{s}")
-            elif ptype == 8:
-                if plen != 12:
-                    return None
-                time = u64(buf, pos + 4)[0] * hr
-                ts = None
-            elif ptype <= 5 and ptype != 1:
-                # a name part the general path would report (empty, no NUL at the end,
-                # longer than DATA_MAX_NAME_LEN) must be reported even when a good part
-                # replaces it before the next VALUES part
-                if plen == 4 or plen > 4 + _NAME_MAX or buf[nxt - 1]:
-                    return None
-                if ptype == 5:
-                    tinst = buf[pos + 4:nxt]
-                elif ptype == 3:
-                    pinst = buf[pos + 4:nxt]
-                elif ptype == 4:
-                    type_ = buf[pos + 4:nxt]
-                elif ptype == 2:
-                    plugin = buf[pos + 4:nxt]
-                else:
-                    host = buf[pos + 4:nxt]
-            elif plen != 12:
-                return None
-            elif ptype == 9:
-                interval = u64(buf, pos + 4)[0] * hr
-            elif ptype == 1:
-                time = float(u64(buf, pos + 4)[0])
-                ts = None
-            elif ptype == 7:
-                interval = float(u64(buf, pos + 4)[0])
+                    at_vl = False
+                    if stale:
+                        host, plugin, pinst, type_, tinst, interval = self._states[sid]
+                        stale = False
+                    continue
             else:
-                return None
+                ptype, plen = head(buf, pos)
+                if plen < 4 or plen > end - pos:
+                    return None
+                nxt = pos + plen
+                if ptype == 6:
+                    # the value count follows from the length; the count field is part of
+                    # the plan key (with the kinds), so a plan exists only for a count that
+                    # agrees
+                    n = (plen - 6) // 9
+                    if n <= 0 or plen != 6 + 9 * n:
+                        return None
+                    voff = nxt - 8 * n
+                    key = (host, plugin, pinst, type_, tinst, buf[pos + 4:voff], interval)
+                    fplan = fplans.get(key)
+                    if fplan is None:
+                        fplan = self._fast_plan(key, time)
+                        if fplan is None:
+                            return None
+                    if ts is None:
+                        if not time:
+                            return None
+                        ts = str(int(time)) if time.is_integer() else repr(time)
+                    at_vl = True
+                else:
+                    if ptype == 8:
+                        if plen != 12:
+                            return None
+                        time = u64(buf, pos + 4)[0] * hr
+                        ts = None
+                    elif ptype <= 5 and ptype != 1:
+                        # a name part the general path would report (empty, no NUL at the
+                        # end, longer than DATA_MAX_NAME_LEN) must be reported even when a
+                        # good part replaces it before the next VALUES part
+                        if plen == 4 or plen > 4 + _NAME_MAX or buf[nxt - 1]:
+                            return None
+                        if ptype == 5:
+                            tinst = buf[pos + 4:nxt]
+                        elif ptype == 3:
+                            pinst = buf[pos + 4:nxt]
+                        elif ptype == 4:
+                            type_ = buf[pos + 4:nxt]
+                        elif ptype == 2:
+                            plugin = buf[pos + 4:nxt]
+                        else:
+                            host = buf[pos + 4:nxt]
+                        sid = -1
+                    elif plen != 12:
+                        return None
+                    elif ptype == 9:
+                        interval = u64(buf, pos + 4)[0] * hr
+                        sid = -1
+                    elif ptype == 1:
+                        time = float(u64(buf, pos + 4)[0])
+                        ts = None
+                    elif ptype == 7:
+                        interval = float(u64(buf, pos + 4)[0])
+                        sid = -1
+                    else:
+                        return None
+                    pos = nxt
+                    continue
+            # one value list: fplan, the values at voff, the time text ts
+            unpack, single, pre, suf, pres, sufs, kinds = fplan
+            nvl += 1
+            if single == 1:  # one integer value: the common case
+                append(f"{pre}{unpack(buf, voff)[0]} {ts}{suf}")
+            elif single == 2:  # one gauge
+                v = unpack(buf, voff)[0]
+                if v - v != 0.0:  # NaN (collectd's "U") or infinite
+                    nan += 1
+                elif v.is_integer() and -1e16 < v < 1e16:
+                    append(f"{pre}{int(v)} {ts}{suf}")
+                else:
+                    append(f"{pre}{v!r} {ts}{suf}")
+            elif single == 3:  # several integer values
+                for p, v, s in zip(pres, unpack(buf, voff), sufs):
+                    append(f"{p}{v} {ts}{s}")
+            else:
+                for p, v, s, k in zip(pres, unpack(buf, voff), sufs, kinds):
+                    if k == 1:
+                        if v - v != 0.0:  # NaN (collectd's "U") or infinite
+                            nan += 1
+                            continue
+                        v = str(int(v)) if v.is_integer() and -1e16 < v < 1e16 else repr(v)
+                    append(f"{p}{v} {ts}{s}")
             pos = nxt
         if pos < end:
             return None
@@ -706,6 +774,67 @@ class NetworkDecoder:
         counts["notifications"] = counts.get("notifications", 0)
         counts["lines"] = counts.get("lines", 0) + len(out)
         return out
+
+    def _state_id(self, names: tuple) -> int:
+        """The number of a (host, plugin, plugin instance, type, type instance, interval)
+        state of the fused walk (raw names)."""
+        sid = self._state_ids.get(names)
+        if sid is None:
+            sid = self._state_ids[names] = len(self._states)
+            self._states.append(names)
+            self._state_runs.append({})
+        return sid
+
+    def _run_plan(self, sid: int, run: bytes):
+        """(state after, plan) for a run (see _decode_fast) after state `sid`, cached; None
+        if the run is not name and interval parts ending in a VALUES header at its first
+        b"\\0\\6\\0", or its value list needs the part by part walk."""
+        host, plugin, pinst, type_, tinst, interval = self._states[sid]
+        vpos = run.find(b"\0\x06\0")
+        pos = 0
+        while pos < vpos:
+            if vpos - pos < 4:
+                return None
+            ptype, plen = _HEAD.unpack_from(run, pos)
+            nxt = pos + plen
+            if plen < 4 or nxt > vpos:
+                return None
+            if ptype <= 5 and ptype != 1:
+                if plen == 4 or plen > 4 + _NAME_MAX or run[nxt - 1]:
+                    return None
+                raw = run[pos + 4:nxt]
+                if ptype == 0:
+                    host = raw
+                elif ptype == 2:
+                    plugin = raw
+                elif ptype == 3:
+                    pinst = raw
+                elif ptype == 4:
+                    type_ = raw
+                else:
+                    tinst = raw
+            elif ptype in (7, 9) and plen == 12:
+                v = _U64.unpack_from(run, pos + 4)[0]
+                interval = v * _HR if ptype == 9 else float(v)
+            else:
+                return None
+            pos = nxt
+        if pos != vpos or vpos < 0 or len(run) < vpos + 6:
+            return None
+        plen = _U16.unpack_from(run, vpos + 2)[0]
+        n = (plen - 6) // 9
+        if n <= 0 or plen != 6 + 9 * n or len(run) != vpos + 6 + n:
+            return None
+        rawkey = (host, plugin, pinst, type_, tinst, run[vpos + 4:], interval)
+        fplan = self._fplans.get(rawkey)
+        if fplan is None:
+            fplan = self._fast_plan(rawkey, 1.0)
+            if fplan is None:
+                return None
+        got = self._state_runs[sid][run] = (
+            self._state_id((host, plugin, pinst, type_, tinst, interval)), fplan)
+        self._nruns += 1
+        return got
 
     def _fast_plan(self, rawkey, time):
         """The fused walk's plan for an identifier (names still raw): LineMaker's plan (made

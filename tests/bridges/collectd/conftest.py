@@ -31,7 +31,15 @@ def collectd_host():
 
 
 def collectd_conf(d: Path, body: str, interval: float = 1) -> str:
-    """A complete collectd.conf: everything in `d`, `Interval`, logfile, then `body`."""
+    """A complete collectd.conf: everything in `d`, `Interval`, logfile, then `body`.
+
+    `WriteThreads 1`: collectd's csv plugin (csv.c, csv_write) creates a missing file with
+    stat() then fopen("w") and appends with fopen("a"), unlocked in between.  With several
+    write threads, two values of one series queued together (the write queue backs up on a
+    loaded machine) can both find the file missing: the second fopen("w") truncates the
+    rows the first thread has appended by then, and any of them may be lost, not only the
+    oldest (the tests once saw a few bus values that no csv row showed).  One write thread
+    writes every value list in turn, so the csv files hold every row."""
     return f"""Hostname "{HOSTNAME}"
 FQDNLookup false
 BaseDir "{d}"
@@ -39,6 +47,7 @@ PIDFile "{d}/collectd.pid"
 PluginDir "/usr/lib/collectd"
 TypesDB "{TYPESDB}"
 Interval {interval}
+WriteThreads 1
 AutoLoadPlugin false
 LoadPlugin logfile
 <Plugin logfile>

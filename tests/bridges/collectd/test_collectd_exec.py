@@ -29,10 +29,8 @@ def _procs_with(marker: str) -> list[int]:
     return out
 
 
-# collectd's csv plugin races with itself when two write threads get values for a file that
-# does not exist yet: one creates it with fopen("w") and writes the header on fclose, over
-# the first row the other thread appended meanwhile ("epoch,value\n" + "00,21.500000").
-# Only rows that start with a whole csv timestamp are values.
+# One csv row: `%.3f` of the time, `%lf` of the value.  The test collectd runs one write
+# thread (conftest.collectd_conf), so every complete row of a file is a whole row.
 _ROW = re.compile(r"(\d{9,}\.\d{3}),([-+0-9.e]+)\Z")
 
 
@@ -41,10 +39,12 @@ def _csv_rows(path_glob) -> dict:
     rows = {}
     for f in path_glob:
         text = f.read_text()
-        for row in text[:text.rfind("\n") + 1].splitlines():
+        lines = text[:text.rfind("\n") + 1].splitlines()
+        assert not lines or lines[0] == "epoch,value", (f, text)
+        for row in lines[1:]:
             m = _ROW.match(row)
-            if m:
-                rows[round(float(m[1]))] = (float(m[2]), row)
+            assert m, (f, row, text)
+            rows[round(float(m[1]))] = (float(m[2]), row)
     return rows
 
 

@@ -254,6 +254,38 @@ def test_naming_options():
         GraphiteNaming(prefix="a..")
 
 
+def test_naming_reverse_host_and_use_tags():
+    """ReverseHost and UseTags as collectd 5.12's write_graphite writes them
+    (test_collectd_write_graphite.py compares with the real one), plus what monbus must
+    escape beyond it: `;` in a tag value, a leading `~`, a name that would leave an empty
+    path component."""
+    rev = GraphiteNaming(reverse_host=True)
+    assert rev.series("node3.cluster1.example.com", "cpu", "0", "cpu", "idle", ("value",)) == \
+        ("collectd.com_example_cluster1_node3.cpu-0.cpu-idle",)
+    assert rev.series("h..x", "p", "", "t", "", ("v",)) == ("collectd.x__h.p.t",)
+    assert rev.notification_series("a.b", "p", "", "t", "") == "collectd.b_a.p.t.notification"
+    tags = GraphiteNaming(use_tags=True)
+    assert tags.series("h.x", "load", "", "load", "", ("shortterm", "midterm")) == (
+        "collectd.load.load.shortterm;host=h.x;plugin=load;type=load;ds_name=shortterm",
+        "collectd.load.load.midterm;host=h.x;plugin=load;type=load;ds_name=midterm")
+    assert tags.series("h", "p.x", "i 1", "gauge", "t/y", ("value",)) == \
+        ("collectd.p.x.gauge;host=h;plugin=p.x;plugin_instance=i_1;type=gauge;type_instance=t_y",)
+    # monbus's own escapes: ';' in a tag value, a leading '~', an empty component
+    assert tags.series("a;b", "p", "~i", "t", "", ("value",)) == \
+        ("collectd.p.t;host=a_b;plugin=p;plugin_instance=_i;type=t",)
+    assert tags.series("h", ".p", "", "t", "", ("value",)) == \
+        ("collectd._p.t;host=h;plugin=.p;type=t",)
+    both = GraphiteNaming(use_tags=True, reverse_host=True, drop_duplicate_fields=True,
+                          always_append_ds=True, prefix="pre.", postfix=";env=prod")
+    assert both.series("a.b", "memory", "", "memory", "used", ("value",)) == \
+        ("pre.memory.value;env=prod;host=b.a;plugin=memory;type_instance=used;ds_name=value",)
+    assert tags.notification_series("h", "p", "", "t", "i") == \
+        "collectd.p.t.notification;host=h;plugin=p;type=t;type_instance=i"
+    assert tags.notification_series("", "", "", "", "") == "collectd.notification;host=unknown"
+    with pytest.raises(NamingError):
+        GraphiteNaming(use_tags=True, postfix=";=x")
+
+
 def test_typesdb_parser():
     types, errors = parse_typesdb("# c\nif_octets rx:DERIVE:0:U, tx:DERIVE:0:U\n"
                                   "bad line\nx y:WHAT:0:1\ngauge value:GAUGE:U:U\n")

@@ -146,6 +146,19 @@ def test_putval_command(relay, subscribe, monbus, tmp_path):
     assert got[0].meta == {"mtype": "derive", "interval": "10"}
 
 
+def test_putval_command_use_tags_reverse_host(relay, subscribe, monbus):
+    """--use-tags and --reverse-host reach the naming (write_graphite's UseTags and
+    ReverseHost; compared with the real write_graphite in test_collectd_write_graphite.py)."""
+    sub = subscribe("collectd.**")
+    r = monbus("collectd", "putval", "--relay", relay.input, "--use-tags", "--reverse-host",
+               input="PUTVAL web01.example.com/interface-eth0/if_octets 1700000000:100:200\n")
+    assert r.returncode == 0, r.stderr
+    got = sorted((x.series, x.value) for x in collect(sub, 2, timeout=30))
+    tags = ";host=com.example.web01;plugin=interface;plugin_instance=eth0;type=if_octets"
+    assert got == [(f"collectd.interface.if_octets.rx{tags};ds_name=rx", 100),
+                   (f"collectd.interface.if_octets.tx{tags};ds_name=tx", 200)]
+
+
 def test_notify_command(relay, subscribe, monbus):
     sub = subscribe("collectd.**")
     r = monbus("collectd", "notify", "--relay", relay.input, input=NOTIFICATION)
@@ -165,6 +178,9 @@ def test_notify_command(relay, subscribe, monbus):
     (["listen", "--escape-character", "."], "EscapeCharacter"),
     (["listen", "--listen", "nohostport"], "HOST:PORT"),
     (["listen", "--typesdb", "/nonexistent/types.db"], "cannot read types.db"),
+    (["listen", "--listen", "239.192.74.66:25826", "--interface", "nosuchif0"],
+     "--interface 'nosuchif0': no such network interface"),
+    (["listen", "--use-tags", "--postfix", ";=x"], "give invalid paths"),
     (["exec", "--local-host"], "COLLECTD_HOSTNAME"),
 ])
 def test_bad_options_are_one_line_errors(monbus, args, message):
