@@ -436,19 +436,20 @@ _ENUM_TEXT = re.compile(r"[A-Za-z0-9_]*").fullmatch
 _XNAME = r"[A-Za-z_:][-A-Za-z0-9_.:]*+"
 _EXTRA_DATA = (rf"<EXTRA_DATA{_WS}*+(?:/>|>{_WS}*+(?:<EXTRA_ELEMENT NAME={_VALUE_} "
                rf"VAL={_VALUE_}{_WS}*+/>{_WS}*+)*+</EXTRA_DATA{_WS}*+>)")
-# One token of the canonical form; `m.lastindex` says which:
-#   7  a whole METRIC in gmond's attribute order (gmetad adds SOURCE), EXTRA_DATA included;
-#      groups 1-7: NAME VAL TYPE UNITS TN TMAX SLOPE
-#  10  a start tag (8: name, 9: its attributes, parsed apart, 10: '/' if it is empty)
-#  11  an end tag (11: name)
-#  12  an EXTRA_DATA on its own (in gmetad's METRICS summaries)
-# Every quantifier is possessive: a failed match never backtracks through a long value.
+# A whole METRIC in gmond's attribute order (gmetad adds SOURCE), its EXTRA_DATA included;
+# groups: NAME VAL TYPE UNITS TN TMAX SLOPE.  Every quantifier is possessive: a failed match
+# never backtracks through a long value.
+_METRIC = re.compile(
+    rf"{_WS}*+<METRIC NAME={_VALUE} VAL={_VALUE} TYPE={_ENUM} UNITS={_VALUE} TN={_VALUE} "
+    rf"TMAX={_VALUE} DMAX={_VALUE_} SLOPE={_ENUM}(?: SOURCE={_VALUE_})?{_WS}*+"
+    rf"(?:/>|>{_WS}*+(?:{_EXTRA_DATA}{_WS}*+)*+</METRIC{_WS}*+>)")
+# Any other token of the canonical form; `m.lastindex` says which:
+#   3  a start tag (1: name, 2: its attributes, parsed apart, 3: '/' if it is empty)
+#   4  an end tag (4: name)
+#   5  an EXTRA_DATA on its own (in gmetad's METRICS summaries)
 _TOKEN = re.compile(
     rf"{_WS}*+(?:"
-    rf"<METRIC NAME={_VALUE} VAL={_VALUE} TYPE={_ENUM} UNITS={_VALUE} TN={_VALUE} "
-    rf"TMAX={_VALUE} DMAX={_VALUE_} SLOPE={_ENUM}(?: SOURCE={_VALUE_})?{_WS}*+"
-    rf"(?:/>|>{_WS}*+(?:{_EXTRA_DATA}{_WS}*+)*+</METRIC{_WS}*+>)"
-    rf"|<(HOST|CLUSTER|GRID|HOSTS|METRICS)((?:{_WS}++{_XNAME}{_WS}*+={_WS}*+{_VALUE_})*+)"
+    rf"<(HOST|CLUSTER|GRID|HOSTS|METRICS)((?:{_WS}++{_XNAME}{_WS}*+={_WS}*+{_VALUE_})*+)"
     rf"{_WS}*+(/?)>"
     rf"|</(HOST|CLUSTER|GRID|HOSTS|METRICS|GANGLIA_XML){_WS}*+>"
     rf"|({_EXTRA_DATA}))")
@@ -597,69 +598,27 @@ class _FastDump(_DumpState):
             stack.append("GANGLIA_XML")
             pos = m.end()
         top = stack[-1] if stack else None
-        h = self._host
         stats = self.stats
-        errors = self.errors
-        mcache = self._mcache
         match = _TOKEN.match
         while True:
+            if top == "HOST":
+                pos = self._metrics(text, pos)
             m = match(text, pos)
             if m is None:
                 break
-            k = m.lastindex
-            if k == 7:
-                # the hot path, one step per METRIC: the exact path's METRIC branch, on the
-                # same values (both must give the very same lines)
-                if top != "HOST":
-                    raise _NotCanonical(f"METRIC inside {top}")
-                pos = m.end()
-                if h[2]:
-                    stats["down_host_metrics"] += 1
-                    continue
-                name, val, vtype, units, tn, tmax, slope = m.group(1, 2, 3, 4, 5, 6, 7)
-                if len(tn) >= len(tmax) and (len(tn) > len(tmax) or tn > tmax):
-                    try:
-                        if int(tn) > int(tmax) > 0:
-                            stats["stale_metrics"] += 1
-                            continue
-                    except ValueError:
-                        pass
-                if vtype == "string":
-                    stats["string_metrics"] += 1
-                    h[3][name] = val
-                    continue
-                if not ((val.isdigit() and val.isascii() and len(val) < 16) or
-                        (len(val) < 17 and _CANONICAL_FLOAT(val))):
-                    try:
-                        v = float(val)
-                        if v - v != 0.0:
-                            raise ValueError
-                        val = str(int(v)) if v.is_integer() and -1e16 < v < 1e16 else repr(v)
-                    except ValueError:
-                        stats["bad_values"] += 1
-                        if len(errors) < 20:
-                            errors.append(f"{h[0]}{name}: {vtype} VAL is not a finite "
-                                          f"number: {val[:60]!r}")
-                        continue
-                key = (name, units, vtype, slope, tmax)
-                got = mcache.get(key)
-                if got is None:
-                    got = self.namer.metric(*key)
-                h[8].append(f"{h[0]}{got[0]}{h[7]} {val} {h[1]}{got[1]}")
-                continue
             pos = m.end()
-            if k == 10:
-                tag = m.group(8)
+            k = m.lastindex
+            if k == 3:
+                tag = m.group(1)
                 if tag not in _CHILDREN.get(top, ()):
                     raise _NotCanonical(f"{tag} inside {top}")
                 if len(stack) >= _MAX_DEPTH - 4:
                     raise _NotCanonical("nested deep")
-                a = self._attributes(m.group(9))
+                a = self._attributes(m.group(2))
                 if tag == "HOST":
                     if not a.get("NAME"):
                         raise _NotCanonical("HOST without NAME")
                     self._begin_host(a)
-                    h = self._host
                 elif tag == "CLUSTER":
                     self._begin_cluster(a)
                 elif tag == "GRID":
@@ -670,21 +629,19 @@ class _FastDump(_DumpState):
                     if tag == "METRICS" and not a.get("NAME"):
                         raise _NotCanonical("METRICS without NAME")
                     self._summary(tag, a)
-                if m.group(10):  # <TAG .../>: ended at once
+                if m.group(3):  # <TAG .../>: ended at once
                     self._end(tag)
-                    h = self._host
                 else:
                     stack.append(tag)
                     top = tag
-            elif k == 11:
-                tag = m.group(11)
+            elif k == 4:
+                tag = m.group(4)
                 if tag != top:
                     raise _NotCanonical(f"</{tag}> closes {top}")
                 stack.pop()
                 self._end(tag)
-                h = self._host
                 top = stack[-1] if stack else None
-            elif top != "METRICS":  # k == 12
+            elif top != "METRICS":  # k == 5
                 raise _NotCanonical(f"EXTRA_DATA inside {top}")
         rest = text[pos:] if pos else text
         if not stack:  # after </GANGLIA_XML>: only whitespace
@@ -695,6 +652,62 @@ class _FastDump(_DumpState):
             raise _NotCanonical(f"cannot read {rest[:100]!r}" if rest else "truncated")
         else:
             self._text = rest
+
+    def _metrics(self, text: str, pos: int) -> int:
+        """The hot loop: the METRICs of the open host from `pos`, one regex match and one
+        Python step each; where they end.  It is the exact path's METRIC branch on the same
+        values (both must give the very same lines)."""
+        h = self._host
+        match = _METRIC.match
+        if h[2]:  # a host that is down: its metrics are counted, not published
+            n = 0
+            while True:
+                m = match(text, pos)
+                if m is None:
+                    self.stats["down_host_metrics"] += n
+                    return pos
+                pos = m.end()
+                n += 1
+        stats = self.stats
+        errors = self.errors
+        mcache = self._mcache
+        prefix, ts, _, strings, _, _, _, tags, lines = h
+        append = lines.append
+        while True:
+            m = match(text, pos)
+            if m is None:
+                return pos
+            pos = m.end()
+            name, val, vtype, units, tn, tmax, slope = m.groups()
+            if len(tn) >= len(tmax) and (len(tn) > len(tmax) or tn > tmax):
+                try:
+                    if int(tn) > int(tmax) > 0:
+                        stats["stale_metrics"] += 1
+                        continue
+                except ValueError:
+                    pass
+            if vtype == "string":
+                stats["string_metrics"] += 1
+                strings[name] = val
+                continue
+            if not ((val.isdigit() and val.isascii() and len(val) < 16) or
+                    (len(val) < 17 and _CANONICAL_FLOAT(val))):
+                try:
+                    v = float(val)
+                    if v - v != 0.0:
+                        raise ValueError
+                    val = str(int(v)) if v.is_integer() and -1e16 < v < 1e16 else repr(v)
+                except ValueError:
+                    stats["bad_values"] += 1
+                    if len(errors) < 20:
+                        errors.append(f"{prefix}{name}: {vtype} VAL is not a finite "
+                                      f"number: {val[:60]!r}")
+                    continue
+            key = (name, units, vtype, slope, tmax)
+            got = mcache.get(key)
+            if got is None:
+                got = self.namer.metric(*key)
+            append(f"{prefix}{got[0]}{tags} {val} {ts}{got[1]}")
 
     def _end(self, tag: str) -> None:
         if tag == "HOST":
