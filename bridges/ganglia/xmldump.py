@@ -100,7 +100,7 @@ class _DumpState:
     and a summary become lines (so both give the very same lines)."""
 
     def __init__(self, now: float, namer: Namer, grid_tag: bool):
-        self.now = now
+        self.now = float(now)  # format_number takes floats (an int `now` broke it)
         self.namer = namer
         self.grid_tag = grid_tag
         self.stats = {k: 0 for k in _STATS}
@@ -483,14 +483,15 @@ def _may_complete(rest: str) -> bool:
     head = s[:12]
     if not any(head.startswith(o) or o.startswith(head) for o in _OPENERS):
         return False
-    if s.startswith("<METRIC "):
-        end = s.find(">")
-        if end < 0:
-            return True
-        if s[end - 1] == "/":       # an empty METRIC, whole, and not matched
-            return False
-        close = s.find("</METRIC")
-        return close < 0 or s.find(">", close) < 0
+    for tag in ("METRIC", "EXTRA_DATA"):  # the tokens that hold elements
+        if s.startswith(f"<{tag}") and not s.startswith("<METRICS"):
+            end = s.find(">")
+            if end < 0:
+                return True
+            if s[end - 1] == "/":   # an empty one, whole, and not matched
+                return False
+            close = s.find(f"</{tag}")
+            return close < 0 or s.find(">", close) < 0
     return ">" not in s
 
 
@@ -568,6 +569,8 @@ class _FastDump(_DumpState):
         self._run(text, True)
         if self._stack or not self._started:
             raise _NotCanonical("the document ends before </GANGLIA_XML>")
+        if self._host is not None:
+            self._end_host()
         out, self._out = self._out, []
         return out
 
@@ -615,6 +618,8 @@ class _FastDump(_DumpState):
                 if len(stack) >= _MAX_DEPTH - 4:
                     raise _NotCanonical("nested deep")
                 a = self._attributes(m.group(2))
+                if self._host is not None:  # the host that ended before this start
+                    self._end_host()
                 if tag == "HOST":
                     if not a.get("NAME"):
                         raise _NotCanonical("HOST without NAME")
@@ -710,9 +715,11 @@ class _FastDump(_DumpState):
             append(f"{prefix}{got[0]}{tags} {val} {ts}{got[1]}")
 
     def _end(self, tag: str) -> None:
-        if tag == "HOST":
-            self._end_host()
-        elif tag == "GRID":
+        # a host's lines are handed out when the next element starts (or at the end), not
+        # at </HOST>, exactly when the exact path hands them out: had something the fast
+        # path does not read come in between, the exact path (which would then, like expat's
+        # lazy ends, still count a stray METRIC to that host) gives the host instead
+        if tag == "GRID":
             self._end_grid()
         elif tag == "CLUSTER":
             self._cluster = None
