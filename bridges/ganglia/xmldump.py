@@ -686,6 +686,7 @@ class _FastDump(_DumpState):
         mcache = self._mcache
         prefix, ts, _, strings, _, _, _, tags, lines = h
         append = lines.append
+        canonical_float = _CANONICAL_FLOAT
         for m in iter(_METRIC.scanner(text, pos).match, None):
             name, val, vtype, units, tn, tmax, slope = m.groups()
             if len(tn) >= len(tmax) and (len(tn) > len(tmax) or tn > tmax):
@@ -700,7 +701,7 @@ class _FastDump(_DumpState):
                 strings[name] = val
                 continue
             if not ((val.isdigit() and val.isascii() and len(val) < 16) or
-                    (len(val) < 17 and _CANONICAL_FLOAT(val))):
+                    (len(val) < 17 and canonical_float(val))):
                 try:
                     v = float(val)
                     if v - v != 0.0:
