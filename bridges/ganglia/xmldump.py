@@ -439,13 +439,15 @@ _ENUM_TEXT = re.compile(r"[A-Za-z0-9_]*").fullmatch
 _XNAME = r"[A-Za-z_:][-A-Za-z0-9_.:]*+"
 _EXTRA_DATA = (rf"<EXTRA_DATA{_WS}*+(?:/>|>{_WS}*+(?:<EXTRA_ELEMENT NAME={_VALUE_} "
                rf"VAL={_VALUE_}{_WS}*+/>{_WS}*+)*+</EXTRA_DATA{_WS}*+>)")
-# A whole METRIC in gmond's attribute order (gmetad adds SOURCE), its EXTRA_DATA included;
-# groups: NAME VAL TYPE UNITS TN TMAX SLOPE.  Every quantifier is possessive: a failed match
-# never backtracks through a long value.
+# A METRIC's start tag in gmond's attribute order (gmetad adds SOURCE); groups: NAME VAL TYPE
+# UNITS TN TMAX SLOPE, and '/' if the element is empty.  Every quantifier is possessive: a
+# failed match never backtracks through a long value.
 _METRIC = re.compile(
     rf"{_WS}*+<METRIC NAME={_VALUE} VAL={_VALUE} TYPE={_ENUM} UNITS={_VALUE} TN={_VALUE} "
-    rf"TMAX={_VALUE} DMAX={_VALUE_} SLOPE={_ENUM}(?: SOURCE={_VALUE_})?{_WS}*+"
-    rf"(?:/>|>{_WS}*+(?:{_EXTRA_DATA}{_WS}*+)*+</METRIC{_WS}*+>)")
+    rf"TMAX={_VALUE} DMAX={_VALUE_} SLOPE={_ENUM}(?: SOURCE={_VALUE_})?{_WS}*+(/?)>")
+# the rest of a METRIC that is not empty: its EXTRA_DATA and its end tag
+_METRIC_REST = re.compile(rf"{_WS}*+(?:{_EXTRA_DATA}{_WS}*+)*+</METRIC{_WS}*+>")
+_MAX_TAILS = 10_000  # METRIC rests remembered per response (see _FastDump._metrics)
 # Any other token of the canonical form; `m.lastindex` says which:
 #   3  a start tag (1: name, 2: its attributes, parsed apart, 3: '/' if it is empty)
 #   4  an end tag (4: name)
@@ -512,6 +514,7 @@ class _FastDump(_DumpState):
         self._decode = None             # bytes -> str once it is
         self._text = ""                 # decoded, not matched yet (less than one token)
         self._stack: list[str] = []     # open elements, outermost first
+        self._tails: dict[str, str] = {}  # METRIC name -> the text of a rest already matched
 
     def _where(self) -> str:
         return "the fast path"  # not reached: the fast path checks before it calls
@@ -669,26 +672,54 @@ class _FastDump(_DumpState):
 
     def _metrics(self, text: str, pos: int) -> int:
         """The hot loop: the METRICs of the open host from `pos`, one regex match and one
-        Python step each; where they end.  It is the exact path's METRIC branch on the same
-        values (both must give the very same lines)."""
+        Python step each; where they end (at the start of the first one not read whole).
+        It is the exact path's METRIC branch on the same values (both must give the very
+        same lines).
+
+        A METRIC's rest (EXTRA_DATA and end tag) is what gmond writes for that metric on
+        every host (GROUP, DESC, TITLE): text equal to a rest already matched is as good,
+        and a memory comparison (`startswith`) is far cheaper than matching it again."""
         h = self._host
-        # a scanner's match() matches where its last match ended: consecutive METRICs,
-        # iterated in C, until the first thing that is not one
-        m = None
+        match = _METRIC.match
+        rest = _METRIC_REST.match
+        tails = self._tails
         if h[2]:  # a host that is down: its metrics are counted, not published
-            n = 0
-            for m in iter(_METRIC.scanner(text, pos).match, None):
-                n += 1
-            self.stats["down_host_metrics"] += n
-            return pos if m is None else m.end()
+            while True:
+                m = match(text, pos)
+                if m is None:
+                    return pos
+                end = m.end()
+                if not m.group(8):
+                    r = rest(text, end)
+                    if r is None:
+                        return pos
+                    end = r.end()
+                self.stats["down_host_metrics"] += 1
+                pos = end
         stats = self.stats
         errors = self.errors
         mcache = self._mcache
         prefix, ts, _, strings, _, _, _, tags, lines = h
         append = lines.append
         canonical_float = _CANONICAL_FLOAT
-        for m in iter(_METRIC.scanner(text, pos).match, None):
-            name, val, vtype, units, tn, tmax, slope = m.groups()
+        while True:
+            m = match(text, pos)
+            if m is None:
+                return pos
+            name, val, vtype, units, tn, tmax, slope, empty = m.groups()
+            end = m.end()
+            if not empty:
+                tail = tails.get(name)
+                if tail is not None and text.startswith(tail, end):
+                    end += len(tail)
+                else:
+                    r = rest(text, end)
+                    if r is None:  # not (yet) readable: the caller goes on from its start
+                        return pos
+                    end = r.end()
+                    if len(tails) < _MAX_TAILS:
+                        tails[name] = r.group()
+            pos = end
             if len(tn) >= len(tmax) and (len(tn) > len(tmax) or tn > tmax):
                 try:
                     if int(tn) > int(tmax) > 0:
@@ -718,7 +749,6 @@ class _FastDump(_DumpState):
             if got is None:
                 got = self.namer.metric(*key)
             append(f"{prefix}{got[0]}{tags} {val} {ts}{got[1]}")
-        return pos if m is None else m.end()
 
     def _end(self, tag: str) -> None:
         # a host's lines are handed out when the next element starts (or at the end), not

@@ -303,3 +303,23 @@ def test_generator_writes_what_gmond_writes():
     real = GMOND_DUMP.decode("iso-8859-1")
     made = _metric("mem_shared", "0", units="KB", tmax="180", extra=0)
     assert made.split(">")[0] + ">" in real
+
+
+@pytest.mark.parametrize("second", [
+    '<EXTRA_DATA>\n<EXTRA_ELEMENT NAME="GROUP" VAL="other"/>\n</EXTRA_DATA>\n',   # differs
+    '<EXTRA_DATA>\n<EXTRA_ELEMENT NAME="GROUP" VAL="g"/>\n</EXTRA_DATA>\n',       # the same
+    '<EXTRA_DATA>\n<EXTRA_ELEMENT NAME="GROUP" VAL="g"/><!-- c -->\n</EXTRA_DATA>\n',
+    '<EXTRA_DATA>\n<EXTRA_ELEMENT NAME="GROUP" VAL="g"/>\n</EXTRA_DATA>\n</METRIC>',  # twice
+    '<EXTRA_DATA>\n<EXTRA_ELEMENT NAME="GROUP" VAL="g"/>\n',                      # unclosed
+])
+@pytest.mark.parametrize("chunk", [None, 1, 61])
+def test_a_metric_rest_seen_before_is_compared_whole(second, chunk):
+    """The fast path remembers the text of a METRIC's EXTRA_DATA and end tag by metric name
+    and compares the next host's with it: anything else there is matched (or refused)
+    afresh."""
+    start = ('<METRIC NAME="m" VAL="1" TYPE="float" UNITS="" TN="1" TMAX="60" DMAX="0" '
+             'SLOPE="both">\n')
+    first = start + '<EXTRA_DATA>\n<EXTRA_ELEMENT NAME="GROUP" VAL="g"/>\n</EXTRA_DATA>\n</METRIC>\n'
+    data = _doc(_cluster("c", _host("a", first) + _host("b", start + second + "</METRIC>\n")
+                         + _host("c", first)))
+    assert_same(data, chunk)
