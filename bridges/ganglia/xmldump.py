@@ -442,8 +442,14 @@ _EXTRA_DATA = (rf"<EXTRA_DATA{_WS}*+(?:/>|>{_WS}*+(?:<EXTRA_ELEMENT NAME={_VALUE
 # A METRIC's start tag in gmond's attribute order (gmetad adds SOURCE); groups: NAME VAL TYPE
 # UNITS TN TMAX SLOPE, and '/' if the element is empty.  Every quantifier is possessive: a
 # failed match never backtracks through a long value.
+# VAL comes in group 2 if its text is already what the line needs (the exact path's test:
+# at most 15 ASCII digits, or a _CANONICAL_FLOAT of at most 16 characters), else in group 3
+_CANONICAL_VAL = (r'[0-9]{1,15}|(?=[-0-9.]{1,16}")'
+                  r'-?(?:[1-9][0-9]*+\.[0-9]*[1-9]|0\.(?!0000)[0-9]*[1-9])')
 _METRIC = re.compile(
-    rf"{_WS}*+<METRIC NAME={_VALUE} VAL={_VALUE} TYPE={_ENUM} UNITS={_VALUE} TN={_VALUE} "
+    rf"{_WS}*+<METRIC NAME={_VALUE} "
+    rf'VAL="(?:({_CANONICAL_VAL})"|([^"<&\t\n\r]*+)") '
+    rf"TYPE={_ENUM} UNITS={_VALUE} TN={_VALUE} "
     rf"TMAX={_VALUE} DMAX={_VALUE_} SLOPE={_ENUM}(?: SOURCE={_VALUE_})?{_WS}*+(/?)>")
 # the rest of a METRIC that is not empty: its EXTRA_DATA and its end tag
 _METRIC_REST = re.compile(rf"{_WS}*+(?:{_EXTRA_DATA}{_WS}*+)*+</METRIC{_WS}*+>")
@@ -689,7 +695,7 @@ class _FastDump(_DumpState):
                 if m is None:
                     return pos
                 end = m.end()
-                if not m.group(8):
+                if not m.group(9):
                     r = rest(text, end)
                     if r is None:
                         return pos
@@ -701,12 +707,11 @@ class _FastDump(_DumpState):
         mcache = self._mcache
         prefix, ts, _, strings, _, _, _, tags, lines = h
         append = lines.append
-        canonical_float = _CANONICAL_FLOAT
         while True:
             m = match(text, pos)
             if m is None:
                 return pos
-            name, val, vtype, units, tn, tmax, slope, empty = m.groups()
+            name, val, other, vtype, units, tn, tmax, slope, empty = m.groups()
             end = m.end()
             if not empty:
                 tail = tails.get(name)
@@ -729,10 +734,10 @@ class _FastDump(_DumpState):
                     pass
             if vtype == "string":
                 stats["string_metrics"] += 1
-                strings[name] = val
+                strings[name] = other if val is None else val
                 continue
-            if not ((val.isdigit() and val.isascii() and len(val) < 16) or
-                    (len(val) < 17 and canonical_float(val))):
+            if val is None:
+                val = other
                 try:
                     v = float(val)
                     if v - v != 0.0:

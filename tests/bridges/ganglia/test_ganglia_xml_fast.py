@@ -323,3 +323,16 @@ def test_a_metric_rest_seen_before_is_compared_whole(second, chunk):
     data = _doc(_cluster("c", _host("a", first) + _host("b", start + second + "</METRIC>\n")
                          + _host("c", first)))
     assert_same(data, chunk)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(st.from_regex(r"-?[0-9]{0,18}(\.[0-9]{0,18})?", fullmatch=True),
+                 st.floats().map(repr), st.floats().map(str), st.text(max_size=20)),
+       st.sampled_from(["float", "uint32", "string"]))
+def test_any_val_text_gives_the_exact_paths_number(val, vtype):
+    """The fast path tells canonical numbers (passed through as written) from the rest
+    (through float()) inside its regex: the same lines as the exact path's test."""
+    data = _doc(_cluster("c", _host("h", _metric("m", val, vtype))))
+    p = assert_same(data)
+    if not re.search(rb"[&\x00-\x08\x0b\x0c\x0e-\x1f]|='", data):  # nothing escaped
+        assert p.path == "fast", p.fallback
