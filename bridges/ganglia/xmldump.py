@@ -12,16 +12,19 @@ Strategy: two parsers, one answer.
 - The exact path (`_ExpatDump`) is expat, fed chunk by chunk, with only start and end
   handlers and no tree.  A METRIC's attributes say everything (NAME VAL TYPE UNITS TN TMAX
   DMAX SLOPE), so a metric becomes a line in its start handler; a host's lines are handed out
-  when its HOST ends, so a truncated stream never yields half a host.  It takes any
-  well-formed dump, and it is the reference.
+  once its HOST has ended (when the next element starts, or at the end), so a truncated
+  stream never yields half a host.  It takes any well-formed dump, and it is the reference.
 - The fast path (`_FastDump`) exists because expat calls Python five times per gmond METRIC
   (METRIC, EXTRA_DATA and three EXTRA_ELEMENTs), which caps that design at about a third of
-  a bare expat parse.  It reads only the canonical form gmond and gmetad write: one compiled
-  regular expression matches a whole `<METRIC ...>...</METRIC>` block (its EXTRA_DATA
-  included) and captures the attributes a line needs, or one start or end tag of
+  a bare expat parse.  It reads only the canonical form gmond and gmetad write: compiled
+  regular expressions match a whole `<METRIC ...>...</METRIC>` block (its start tag, with
+  the attributes a line needs captured, then its EXTRA_DATA and end tag), or one start or
+  end tag of
   GANGLIA_XML/GRID/CLUSTER/HOST (and gmetad's HOSTS/METRICS summaries); the matches are made
   with `pattern.match(text, pos)` so they must tile the document exactly, with nothing but
-  XML whitespace between them.  One Python step per METRIC instead of five callbacks.
+  XML whitespace between them.  One Python step per METRIC instead of five callbacks; a
+  METRIC's EXTRA_DATA equal to one already matched for that metric name (gmond writes the
+  same GROUP/DESC/TITLE on every host) is compared with `startswith`, not matched again.
 - The fast path proves well-formedness itself, narrowly: the XML declaration (version 1.0,
   ISO-8859-1 or UTF-8) and the DOCTYPE (byte for byte gmond 3.7's, or none) are known ones;
   attribute values hold no '&' (no entity or character reference at all), no '<', no
@@ -33,7 +36,10 @@ Strategy: two parsers, one answer.
   elements, another DOCTYPE, a truncated stream) hands the whole response to the exact path,
   which parses the bytes kept so far from the start and skips the lines the fast path
   already handed out (both produce the same lines in the same order, which the tests check
-  on real and generated dumps).  So the fast path never publishes what expat would refuse.
+  on real, generated and corrupted dumps; the fast path hands a host's lines out when the
+  next element starts, as the exact path does).  Well-formedness is a property of the whole
+  response, so a response is all-or-nothing for its caller (the poller publishes nothing
+  of a response that raises XmlDumpError), whichever path read it.
 - Staleness (gmetad's rules): a METRIC whose TN > TMAX is not republished (counted); a HOST
   whose TN > 4 x TMAX is down: its metrics are skipped and its heartbeat line says DOWN.
 - String metrics (os_name, gexec, ...) become tags of the host's heartbeat line.
