@@ -625,7 +625,6 @@ class _FastDump(_DumpState):
             stack.append("GANGLIA_XML")
             pos = m.end()
         top = stack[-1] if stack else None
-        stats = self.stats
         match = _TOKEN.match
         while True:
             if top == "HOST":

@@ -319,7 +319,8 @@ def test_a_metric_rest_seen_before_is_compared_whole(second, chunk):
     afresh."""
     start = ('<METRIC NAME="m" VAL="1" TYPE="float" UNITS="" TN="1" TMAX="60" DMAX="0" '
              'SLOPE="both">\n')
-    first = start + '<EXTRA_DATA>\n<EXTRA_ELEMENT NAME="GROUP" VAL="g"/>\n</EXTRA_DATA>\n</METRIC>\n'
+    first = (start + '<EXTRA_DATA>\n<EXTRA_ELEMENT NAME="GROUP" VAL="g"/>\n</EXTRA_DATA>\n'
+             '</METRIC>\n')
     data = _doc(_cluster("c", _host("a", first) + _host("b", start + second + "</METRIC>\n")
                          + _host("c", first)))
     assert_same(data, chunk)
