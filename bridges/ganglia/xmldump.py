@@ -459,7 +459,8 @@ _METRIC = re.compile(
     rf"TMAX={_VALUE} DMAX={_VALUE_} SLOPE={_ENUM}(?: SOURCE={_VALUE_})?{_WS}*+(/?)>")
 # the rest of a METRIC that is not empty: its EXTRA_DATA and its end tag
 _METRIC_REST = re.compile(rf"{_WS}*+(?:{_EXTRA_DATA}{_WS}*+)*+</METRIC{_WS}*+>")
-_MAX_TAILS = 10_000  # METRIC rests remembered per response (see _FastDump._metrics)
+_MAX_TAILS = 10_000  # METRIC rests remembered per response (see _FastDump._metrics),
+_MAX_TAIL = 4096     # each at most this long
 # Any other token of the canonical form; `m.lastindex` says which:
 #   3  a start tag (1: name, 2: its attributes, parsed apart, 3: '/' if it is empty)
 #   4  an end tag (4: name)
@@ -578,6 +579,8 @@ class _FastDump(_DumpState):
             text = self._decoded(data)
             if self._text:
                 if ">" not in text:  # every token ends with '>': none can be complete yet
+                    if len(self._text) + len(text) > _MAX_PENDING:
+                        raise _NotCanonical(f"no token in {self._text[:100]!r}...")
                     self._text += text
                     return []
                 text = self._text + text
@@ -727,7 +730,7 @@ class _FastDump(_DumpState):
                     if r is None:  # not (yet) readable: the caller goes on from its start
                         return pos
                     end = r.end()
-                    if len(tails) < _MAX_TAILS:
+                    if len(tails) < _MAX_TAILS and end - m.end() < _MAX_TAIL:
                         tails[name] = r.group()
             pos = end
             if len(tn) >= len(tmax) and (len(tn) > len(tmax) or tn > tmax):

@@ -337,3 +337,18 @@ def test_any_val_text_gives_the_exact_paths_number(val, vtype):
     p = assert_same(data)
     if not re.search(rb"[&\x00-\x08\x0b\x0c\x0e-\x1f]|='", data):  # nothing escaped
         assert p.path == "fast", p.fallback
+
+
+def test_a_long_run_without_a_token_end_is_handed_over_not_piled_up():
+    """Megabytes with no '>' (a value that never ends): the fast path hands the response to
+    the exact path once more than a token's worth is pending, instead of gluing chunk after
+    chunk to a growing string until the size limit (quadratic)."""
+    head = GMOND_DUMP[:GMOND_DUMP.index(b"<METRIC ")] + b'<METRIC NAME="'
+    p = XmlDumpParser(0, Namer())
+    p.feed(head)
+    with pytest.raises(XmlDumpError, match="unclosed token"):
+        for _ in range(2 << 20 >> 16):           # 2 MB in 64 kB chunks
+            p.feed(b"x" * 65536)
+            assert p.path == "exact" or len(p._fast._text) <= (1 << 18)
+        p.close()
+    assert p.path == "exact" and "no token" in p.fallback
