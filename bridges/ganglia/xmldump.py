@@ -27,8 +27,10 @@ Strategy: two parsers, one answer.
   same GROUP/DESC/TITLE on every host) is compared with `startswith`, not matched again.
 - The fast path proves well-formedness itself, narrowly: the XML declaration (version 1.0,
   ISO-8859-1 or UTF-8) and the DOCTYPE (byte for byte gmond 3.7's, or none) are known ones;
-  attribute values hold no '&' (no entity or character reference at all), no '<', no
-  control character and no U+FFFE/U+FFFF; a UTF-8 document decodes strictly; every end tag
+  attribute values hold no '<', no control character, no U+FFFE/U+FFFF and no '&' (no
+  reference at all), except a METRIC's VAL, where XML's five predefined entities are read
+  (gmond escapes string values; nothing is ever expanded from a DTD); a UTF-8 document
+  decodes strictly; every end tag
   closes the innermost open element, each element appears only where gmond and gmetad put it
   (METRIC in HOST, HOST in CLUSTER, ...), no attribute is repeated, and `</GANGLIA_XML>`
   ends the document with only whitespace after it.  Anything else it meets (other attribute
@@ -449,12 +451,14 @@ _EXTRA_DATA = (rf"<EXTRA_DATA{_WS}*+(?:/>|>{_WS}*+(?:<EXTRA_ELEMENT NAME={_VALUE
 # UNITS TN TMAX SLOPE, and '/' if the element is empty.  Every quantifier is possessive: a
 # failed match never backtracks through a long value.
 # VAL comes in group 2 if its text is already what the line needs (the exact path's test:
-# at most 15 ASCII digits, or a _CANONICAL_FLOAT of at most 16 characters), else in group 3
+# at most 15 ASCII digits, or a _CANONICAL_FLOAT of at most 16 characters), else in group 3,
+# where it may hold XML's five predefined entities: gmond escapes a string metric's VAL
+# (`gmetric -v 'a&b'` gives VAL="a&amp;b"; it writes names, units and EXTRA_DATA raw)
 _CANONICAL_VAL = (r'[0-9]{1,15}|(?=[-0-9.]{1,16}")'
                   r'-?(?:[1-9][0-9]*+\.[0-9]*[1-9]|0\.(?!0000)[0-9]*[1-9])')
 _METRIC = re.compile(
     rf"{_WS}*+<METRIC NAME={_VALUE} "
-    rf'VAL="(?:({_CANONICAL_VAL})"|([^"<&\t\n\r]*+)") '
+    rf'VAL="(?:({_CANONICAL_VAL})"|((?:[^"<&\t\n\r]++|&(?:amp|lt|gt|quot|apos);)*+)") '
     rf"TYPE={_ENUM} UNITS={_VALUE} TN={_VALUE} "
     rf"TMAX={_VALUE} DMAX={_VALUE_} SLOPE={_ENUM}(?: SOURCE={_VALUE_})?{_WS}*+(/?)>")
 # the rest of a METRIC that is not empty: its EXTRA_DATA and its end tag
@@ -511,6 +515,13 @@ def _may_complete(rest: str) -> bool:
             close = s.find(f"</{tag}")
             return close < 0 or s.find(">", close) < 0
     return ">" not in s
+
+
+def _unescape(text: str) -> str:
+    """XML's five predefined entities (the only references the fast path reads), '&amp;'
+    last so that '&amp;lt;' stays '&lt;'."""
+    return (text.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"')
+            .replace("&apos;", "'").replace("&amp;", "&"))
 
 
 def _latin1(data: bytes, final: bool = False) -> str:
@@ -740,12 +751,14 @@ class _FastDump(_DumpState):
                         continue
                 except ValueError:
                     pass
-            if vtype == "string":
-                stats["string_metrics"] += 1
-                strings[name] = other if val is None else val
-                continue
             if val is None:
                 val = other
+                if "&" in val:
+                    val = _unescape(val)
+                if vtype == "string":
+                    stats["string_metrics"] += 1
+                    strings[name] = val
+                    continue
                 try:
                     v = float(val)
                     if v - v != 0.0:
@@ -757,6 +770,10 @@ class _FastDump(_DumpState):
                         errors.append(f"{prefix}{name}: {vtype} VAL is not a finite "
                                       f"number: {val[:60]!r}")
                     continue
+            elif vtype == "string":
+                stats["string_metrics"] += 1
+                strings[name] = val
+                continue
             key = (name, units, vtype, slope, tmax)
             got = mcache.get(key)
             if got is None:

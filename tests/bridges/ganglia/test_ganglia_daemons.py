@@ -379,3 +379,25 @@ def test_emit_reaches_gmetad_and_its_rrds(gmond, gmetad, relay, monbus, gtools, 
         assert rrd.parent.name == "web07" and rrd.parent.parent.name == "monbus-test"
     finally:
         _stop(proc)
+
+
+def test_poll_string_value_gmond_escapes_takes_the_fast_path(gmond, relay, subscribe, monbus,
+                                                             gtools, tmp_path):
+    """gmond writes a string metric's VAL with XML's entities (`a&amp;b&lt;c&gt;d`): the fast
+    path reads them (no fallback) and the heartbeat's tag is the text gmetric sent."""
+    g = gmond(modules=False)
+    binary = gtools.need("gmetric")
+    conf = tmp_path / "gmetric.conf"
+    conf.write_text(gtools.gmetric_conf(g.recv_port))
+    subprocess.run([binary, "-c", str(conf), "-n", "note", "-v", "a&b<c>d", "-t", "string"],
+                   check=True, timeout=20)
+    xml = wait_for(lambda: (lambda x: x if b"a&amp;b&lt;c&gt;d" in x else None)(g.xml()),
+                   timeout=20, what="the escaped string in gmond's XML")
+    check_fast_path(xml)
+    sub = subscribe("ganglia.*.node01_monbus_test.heartbeat")
+    proxy = gtools.TeeProxy(g.tcp_port)
+    r = monbus("ganglia", "poll", f"127.0.0.1:{proxy.port}", "--once", "--relay", relay.input)
+    assert r.returncode == 0, r.stderr
+    assert collect(sub, 1, timeout=20)[0].tags["note"] == "a&b<c>d"
+    proxy.done.wait(10)
+    check_fast_path(proxy.data)

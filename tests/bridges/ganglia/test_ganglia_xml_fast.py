@@ -113,13 +113,25 @@ def test_lines_handed_out_before_the_fallback_are_not_given_twice():
     assert first + rest == run(GMOND_DUMP, False)[0][1]
 
 
-@pytest.mark.parametrize("attr", ['VAL="a&amp;b"', 'VAL="&#0;"', 'VAL="&#x41;"', "VAL='1'",
-                                  'VAL="1" VAL="2"', 'VAL="a\tb"', 'VAL="a&lt;b"'])
-def test_values_the_fast_path_does_not_read(attr):
-    metric = (f'<METRIC NAME="m" {attr} TYPE="string" UNITS="" TN="0" TMAX="60" DMAX="0" '
-              f'SLOPE="both"/>')
+@pytest.mark.parametrize("vtype", ["string", "float"])
+@pytest.mark.parametrize("val,units,path", [
+    ('"a&amp;b"', '""', "fast"),            # gmond escapes a string VAL: & < > " '
+    ('"&lt;&gt;&quot;&apos;&amp;lt;"', '""', "fast"),
+    ('"1&lt;2"', '""', "fast"),
+    ('"1"', '"a&amp;b"', "exact"),          # a reference anywhere else
+    ('"&#65;"', '""', "exact"),             # character references
+    ('"&#0;"', '""', "exact"),
+    ('"&#x41;"', '""', "exact"),
+    ('"&nbsp;"', '""', "exact"),            # an undeclared entity
+    ("'1'", '""', "exact"),                 # single quotes
+    ('"1" VAL="2"', '""', "exact"),         # a repeated attribute
+    ('"a\tb"', '""', "exact"),               # a TAB (expat makes it a space)
+])
+def test_values_and_references(val, units, path, vtype):
+    metric = (f'<METRIC NAME="m" VAL={val} TYPE="{vtype}" UNITS={units} TN="0" TMAX="60" '
+              f'DMAX="0" SLOPE="both"/>')
     p = assert_same(_doc(_cluster("c", _host("h", metric))))
-    assert p.path == "exact"
+    assert p.path == path, p.fallback
 
 
 @pytest.mark.parametrize("prolog", [
