@@ -166,7 +166,8 @@ def poll(sources, relay, spool, timeout, curve_server_key, curve_secret, interva
             _publish(sender, lines, counters, report, f"poll {src}")
             counters.inc("lines", len(lines))
             for k in ("metrics", "stale_metrics", "string_metrics", "hosts_up", "hosts_down",
-                      "down_host_metrics", "bad_values", "summaries", "bytes"):
+                      "down_host_metrics", "bad_values", "summaries", "bytes",
+                      "xml_exact_path"):
                 counters.inc(k, stats[k])
             for msg in stats["value_errors"]:
                 report("bad_values", f"poll {src}: {msg}")

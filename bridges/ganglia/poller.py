@@ -91,4 +91,7 @@ def poll(src: Source, now: float, namer: Namer, *, timeout: float = 10.0,
         raise PollError(f"{src}: {e}") from None
     stats = dict(parser.stats)
     stats["value_errors"] = list(parser.errors)
+    # which parser answered: the exact (expat) path reads what the fast path does not
+    stats["xml_exact_path"] = int(parser.path == "exact")
+    stats["xml_fallback"] = parser.fallback
     return lines, stats

@@ -148,3 +148,42 @@ def test_listen_refuses_a_port_a_gmond_already_uses(gmond, monbus):
     assert r.returncode == 1
     assert "cannot listen on" in r.stderr and "pick another port" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_poll_counts_the_responses_the_exact_path_read(relay, subscribe, monbus):
+    """Two sources serving the real gmond dump, one with a comment in it: both are
+    published in full, and the run's self-metric xml_exact_path counts the one the fast
+    path handed to expat."""
+    import threading
+    from pathlib import Path
+    dump = (Path(__file__).resolve().parents[2] / "data" / "ganglia" /
+            "gmond372_local_xml_dump.xml").read_bytes()
+    cut = dump.index(b"</HOST>") + len(b"</HOST>")
+    servers = []
+    for data in (dump, dump[:cut] + b"<!-- a comment gmond never writes -->" + dump[cut:]):
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        servers.append(srv)
+
+        def serve(srv=srv, data=data):
+            c, _ = srv.accept()
+            c.sendall(data)
+            c.close()
+        threading.Thread(target=serve, daemon=True).start()
+    sub = subscribe("ganglia.**")
+    selfm = subscribe("monbus.*.ganglia_poll.*")
+    r = monbus("ganglia", "poll", *[f"127.0.0.1:{s.getsockname()[1]}" for s in servers],
+               "--once", "--relay", relay.input)
+    assert r.returncode == 0, r.stderr
+    lines = collect(sub, 2 * 43, timeout=20)
+    assert len(lines) == 2 * 43   # 40 numeric metrics and 3 heartbeats, from each source
+    counts = {}
+    deadline = time.monotonic() + 20
+    while "xml_exact_path" not in counts or "polls" not in counts:
+        assert time.monotonic() < deadline, counts
+        for ln in selfm.recv_lines(0.5) or []:
+            counts[ln.path.rsplit(".", 1)[1]] = ln.value
+    assert counts["polls"] == 2 and counts["xml_exact_path"] == 1
+    for s in servers:
+        s.close()

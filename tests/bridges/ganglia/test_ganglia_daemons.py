@@ -27,6 +27,24 @@ def expected_from_xml(xml: bytes) -> dict:
     return out
 
 
+def check_fast_path(data: bytes) -> None:
+    """The daemon's bytes take the XML parser's fast path, with the exact path's lines."""
+    from monbus.bridges.ganglia.naming import Namer
+    from monbus.bridges.ganglia.xmldump import XmlDumpParser
+    got = {}
+    for fast in (True, False):
+        for chunk in (len(data), 1000):
+            p = XmlDumpParser(1.0, Namer(), fast=fast)
+            lines = []
+            for i in range(0, len(data), chunk):
+                lines += p.feed(data[i:i + chunk])
+            lines += p.close()
+            got[fast, chunk] = (lines, p.stats)
+            assert p.path == ("fast" if fast else "exact"), p.fallback
+    assert len({repr(v) for v in got.values()}) == 1
+    assert got[True, len(data)][0]
+
+
 def check_poll_lines(lines, xml, grid=None):
     want = expected_from_xml(xml)
     got = {ln.path: ln for ln in lines}
@@ -54,6 +72,7 @@ def test_poll_gmond_every_metric_equal_values(gmond, relay, subscribe, monbus, g
     assert n >= 30
     lines = collect(sub, n, timeout=20)
     check_poll_lines(lines, proxy.data)
+    check_fast_path(proxy.data)
     # the cpu_num metric says it is a constant; bytes_in a float rate
     meta = {ln.path.rsplit(".", 1)[1]: ln.meta for ln in lines}
     assert meta["cpu_num"]["slope"] == "zero" and meta["cpu_num"]["unit"] == "CPUs"
@@ -74,6 +93,7 @@ def test_poll_gmond_gzip_output(gmond, relay, subscribe, monbus, gtools):
     xml = gzip.decompress(proxy.data)
     lines = collect(sub, len(expected_from_xml(xml)), timeout=20)
     check_poll_lines(lines, xml)
+    check_fast_path(proxy.data)
 
 
 def test_poll_gmetad_xml_and_query_ports(gmond, gmetad, relay, subscribe, monbus, gtools):
@@ -90,12 +110,14 @@ def test_poll_gmetad_xml_and_query_ports(gmond, gmetad, relay, subscribe, monbus
         n = len(expected_from_xml(proxy.data))
         lines = collect(sub, n, timeout=20)
         check_poll_lines(lines, proxy.data, grid="monbus-grid")
+        check_fast_path(proxy.data)
     # the summary filter: per-grid and per-cluster HOSTS and METRICS sums
     proxy = gtools.TeeProxy(q_port)
     r = monbus("ganglia", "poll", f"127.0.0.1:{proxy.port}/?filter=summary", "--once",
                "--relay", relay.input)
     assert r.returncode == 0, r.stderr
     proxy.done.wait(10)
+    check_fast_path(proxy.data)
     root = ET.fromstring(proxy.data)
     want = {}
     for parent, pre in [(root.find("GRID"), "ganglia.monbus-grid._grid_summary."),
@@ -357,3 +379,25 @@ def test_emit_reaches_gmetad_and_its_rrds(gmond, gmetad, relay, monbus, gtools, 
         assert rrd.parent.name == "web07" and rrd.parent.parent.name == "monbus-test"
     finally:
         _stop(proc)
+
+
+def test_poll_string_value_gmond_escapes_takes_the_fast_path(gmond, relay, subscribe, monbus,
+                                                             gtools, tmp_path):
+    """gmond writes a string metric's VAL with XML's entities (`a&amp;b&lt;c&gt;d`): the fast
+    path reads them (no fallback) and the heartbeat's tag is the text gmetric sent."""
+    g = gmond(modules=False)
+    binary = gtools.need("gmetric")
+    conf = tmp_path / "gmetric.conf"
+    conf.write_text(gtools.gmetric_conf(g.recv_port))
+    subprocess.run([binary, "-c", str(conf), "-n", "note", "-v", "a&b<c>d", "-t", "string"],
+                   check=True, timeout=20)
+    xml = wait_for(lambda: (lambda x: x if b"a&amp;b&lt;c&gt;d" in x else None)(g.xml()),
+                   timeout=20, what="the escaped string in gmond's XML")
+    check_fast_path(xml)
+    sub = subscribe("ganglia.*.node01_monbus_test.heartbeat")
+    proxy = gtools.TeeProxy(g.tcp_port)
+    r = monbus("ganglia", "poll", f"127.0.0.1:{proxy.port}", "--once", "--relay", relay.input)
+    assert r.returncode == 0, r.stderr
+    assert collect(sub, 1, timeout=20)[0].tags["note"] == "a&b<c>d"
+    proxy.done.wait(10)
+    check_fast_path(proxy.data)

@@ -271,3 +271,15 @@ def test_fuzz_listener_message_sequences(msgs, gap):
         for line in lines:
             decode(line)
         t += gap
+
+
+@pytest.mark.parametrize("slope,mtype", [(0, "gauge"), (1, "counter"), (2, "gauge"),
+                                         (3, "gauge"), (4, "gauge"), (5, "derive")])
+def test_slopes_map_to_mtypes(slope, mtype):
+    """gmond 3.7's slopes (ganglia_slope_t): positive is a counter, derivative (5) a
+    derive, the others gauges."""
+    lst = GmondListener("c")
+    lst.feed(xdr.encode_metadata("h", "m", "uint32", "pkts", slope, 60, 0), 1.0)
+    lines, _ = lst.feed(xdr.encode_value("h", "m", xdr.STRING, "17"), 2.0)
+    ln = decode(lines[0])
+    assert (ln.value, ln.meta["mtype"], ln.meta["slope"]) == (17, mtype, xdr.SLOPES[slope])
