@@ -448,7 +448,9 @@ class LineMaker:
         self._shapes: list = []                     # [(field names, regex match, plan)]
         self._checks: dict[tuple, list] = {}        # (host, service) -> see _new_check
         self._skeletons: dict[str, object] = {}     # perfdata skeleton regex -> its match
-        self._rec_t = self._rec_ts = None           # last TIMET text and its line text
+        self._chunk_plans: dict[int, tuple] = {}    # id(shape match) -> see _chunk_plan
+        self._rec_t, self._rec_ts = False, ""      # last TIMET text (False: none) and its
+                                                    # line text
         self._last_ts: float | None = None
         self._last_ts_text = ""
         self.unknown_values = 0
@@ -609,6 +611,124 @@ class LineMaker:
                     self._shapes.insert(0, (keys, re.compile(rx).match, _plan(keys)))
         return self.lines(record_result(fields, now), errors)
 
+    def feed(self, text: str, now: float, errors: list, emit, bad: list,
+             marks: list) -> tuple[int, int]:
+        """Every record of a chunk of perfdata-file text: emit(topic, lines) for each good one;
+        (record text, problem) appended to `bad` for each unusable one; item problems appended
+        to `errors`, and (topic, first, end) of them to `marks`.  Returns (records, lines).
+
+        Strategy: a chunk of a perfdata file is thousands of lines of one template.  When its
+        first line has a remembered shape (see record), one C call (findall of the shape as a
+        multi-line regex) splits the whole chunk into fields, and a loop that is _planned
+        inlined turns each record of a known check whose perfdata matches the check's
+        skeleton (_learn) into lines.  Any other record takes the way of record() (which learns
+        the check); a chunk the regex does not account for line by line (an empty line, a `\r`,
+        a line of another shape) goes line by line through record().  The lines are the same
+        either way (tests/bridges/nagios/test_nagios_records_fast.py)."""
+        rows = None
+        if self.fast and self._shapes and "\r" not in text:
+            body = text[:-1] if text.endswith("\n") else text
+            first = body[:body.find("\n")] if "\n" in body else body
+            for keys, match, plan in self._shapes:
+                if match(first) is not None:
+                    chunk = self._chunk_plans.get(id(match))
+                    if chunk is None:
+                        chunk = self._chunk_plans[id(match)] = _chunk_plan(keys, plan)
+                    break
+            else:
+                chunk = None
+            if chunk and body:
+                rows = chunk[0](body)
+                if len(rows) != body.count("\n") + 1:
+                    rows = None
+        if rows is None:
+            return self._feed_lines(text.split("\n"), now, errors, emit, bad, marks)
+        _, getter, want, is_host = chunk
+        record = self.record
+        checks = self._checks
+        rec_t, rec_ts = self._rec_t, self._rec_ts
+        now_ts = format_number(float(int(now)))
+        lines_out = 0
+        raws = None
+        for i, (dtype, host, service, perf, st, stype, output, long_output, t) in enumerate(
+                map(getter, rows)):
+            # _planned's rules, with every unusual case left to record()
+            if t == rec_t:
+                ts = rec_ts
+            elif t.isdigit() and t.isascii() and len(t) < 16 and (t[0] != "0" or len(t) == 1):
+                rec_t = rec_ts = ts = t
+            else:
+                ts = None if t else now_ts
+            state = _STATE_CODES.get(st, -1)
+            st_sfx = _STATE_TYPE_SUFFIX.get(stype)
+            c = checks.get((host, None if is_host else service))
+            out = None
+            if dtype == want and ts is not None and state != -1 and st_sfx is not None \
+                    and c is not None:
+                if not perf:
+                    out = []
+                elif c[3] is not None and c[5] == c[2].generation:
+                    m = c[3](perf)
+                    if m is not None:
+                        g = m.groups()
+                        vals = g[0::2]
+                        if None in vals:
+                            out = _skeleton_lines(c[4], g, ts)
+                        else:
+                            out = [f"{h}{v} {ts}{tl}" for h, v, tl in zip(c[4][0], vals, c[4][1])]
+                if out is not None:
+                    if state is not None and output and not long_output and len(output) <= MAX_OUTPUT \
+                            and output.isascii() and output.isprintable():
+                        o = output.replace('%', '%25').replace(' ', '%20').replace('=', '%3D')
+                        out.append(f"{c[0]}state {state} {ts} mtype=state{st_sfx} output={o}")
+                    else:
+                        out = None
+            if out is None:
+                if raws is None:
+                    raws = body.split("\n")
+                n_err = len(errors)
+                self._rec_t, self._rec_ts = rec_t, rec_ts
+                try:
+                    topic, out = record(raws[i], now, errors)
+                except RecordError as e:
+                    bad.append((raws[i], str(e)))
+                    continue
+                finally:
+                    rec_t, rec_ts = self._rec_t, self._rec_ts
+                if len(errors) > n_err:
+                    marks.append((topic, n_err, len(errors)))
+                if out:
+                    emit(topic, out)
+                    lines_out += len(out)
+                continue
+            if out:
+                emit(c[1], out)
+                lines_out += len(out)
+        self._rec_t, self._rec_ts = rec_t, rec_ts
+        return len(rows), lines_out
+
+    def _feed_lines(self, raws, now: float, errors: list, emit, bad: list,
+                    marks: list) -> tuple[int, int]:
+        """feed(), line by line."""
+        record = self.record
+        records = lines_out = 0
+        for raw in raws:
+            if not raw or raw == "\r":
+                continue
+            records += 1
+            n_err = len(errors)
+            try:
+                topic, lines = record(raw.rstrip("\r") if raw[-1] == "\r" else raw, now, errors)
+            except RecordError as e:
+                bad.append((raw, str(e)))
+                continue
+            if len(errors) > n_err:
+                marks.append((topic, n_err, len(errors)))
+            if lines:
+                emit(topic, lines)
+                lines_out += len(lines)
+        return records, lines_out
+
     def _planned(self, g: tuple, plan: tuple, now: float, errors: list):
         """record() for a known shape: (topic, lines), or None to take the general way (which
         then raises the error, if any).  Nothing is remembered before the record is known to
@@ -632,8 +752,8 @@ class LineMaker:
             # plain Unix seconds are their own line text (format_number(float(int(t))))
             if t and t.isdigit() and t.isascii() and len(t) < 16 and (t[0] != "0" or len(t) == 1):
                 self._rec_t = self._rec_ts = t
-            elif not t:
-                self._rec_t, self._rec_ts = t, format_number(float(int(now)))
+            elif not t:  # (not remembered: `now` changes from call to call)
+                self._rec_t, self._rec_ts = False, format_number(float(int(now)))
             else:
                 return None
         ts = self._rec_ts
@@ -656,21 +776,10 @@ class LineMaker:
             m = sm(perf) if sm is not None else None
             if m is not None and c[5] == c[2].generation:
                 # the same items as last time, only the numbers differ (see _learn)
-                append = out.append
-                for (head, conv, tail), num in zip(c[4], m.groups()):
-                    if conv is None:
-                        v = float(num)
-                    elif "e" in num or "E" in num:
-                        v = _convert(num, conv[2])
-                    else:  # _convert without its partition: the decimal shift as an exponent
-                        v = float(num + conv[0]) * conv[1]
-                    if v - v != 0.0:
-                        del out[:]
-                        m = None
-                        break
-                    append(f"{head}"
-                           f"{str(int(v)) if v.is_integer() and -1e16 < v < 1e16 else repr(v)}"
-                           f" {ts}{tail}")
+                out = _skeleton_lines(c[4], m.groups(), ts)
+                if out is None:
+                    out = []
+                    m = None
             if m is None:
                 prefix, labels = c[0], c[2]
                 # (long strings are not learnt: a regex of thousands of groups costs more to
@@ -680,7 +789,7 @@ class LineMaker:
                 if self.fast and self._fast_lines(perf, prefix, "", ts, labels, errors, out,
                                                   learn):
                     if learn is not None and len(errors) == n_err:
-                        self._learn(c, perf, learn)
+                        self._learn(c, perf, learn, out, ts)
                 else:
                     self._exact_lines(perf, prefix, "", ts, labels, errors, out)
         if state is not None:
@@ -710,29 +819,29 @@ class LineMaker:
         self._checks[(host, service)] = c
         return c
 
-    def _learn(self, c: list, perf: str, learn: list) -> None:
+    def _learn(self, c: list, perf: str, learn: list, out: list, ts: str) -> None:
         """Remember the skeleton of a perfdata string the fast path read without a problem:
         a regex of it with each number replaced by a group.  A later string it matches has the
         same tokens but for the numbers, so _fast_lines would give the same names and
         annotations; only the numbers are converted again.  (A check whose items change all the
         time stops learning after 16 skeletons.)"""
         c[6] += 1
-        parts, items, pos = [], [], 0
-        prefix = c[0]
+        parts, convs, pos = [], [], 0
         for m, (tok, label, num, name, spec) in zip(_TOKEN_RE.finditer(perf), learn):
             start, end = m.span()
             at = start + len(label) + 1  # where the number starts
             if m.group() != tok or perf[at:at + len(num)] != num:
                 return
-            parts += (re.escape(perf[pos:at]), _SKELETON_NUM, re.escape(perf[at + len(num):end]))
-            pos = end
-            uom = tok[len(label) + 1 + len(num):].partition(";")[0]
             conv = None
             if spec[1]:
+                uom = tok[len(label) + 1 + len(num):].partition(";")[0]
                 _, shift, factor = _UNITS[uom]
                 conv = (f"e{shift}" if shift else "", factor, uom)
-            items.append((f"{prefix}{name} ", conv, spec[0]))
-        if len(items) != len(learn):
+            parts += (re.escape(perf[pos:at]), _SKELETON_NUM if conv is None else _SKELETON_SCALED,
+                      re.escape(perf[at + len(num):end]))
+            convs.append(conv)
+            pos = end
+        if len(convs) != len(learn) or len(out) != len(learn):
             return
         parts.append(re.escape(perf[pos:]) + r"\Z")
         rx = "".join(parts)
@@ -742,10 +851,17 @@ class LineMaker:
             if len(self._skeletons) >= 10_000:
                 self._skeletons.clear()
             self._skeletons[rx] = match
+        # each line is `<head><number> <time><tail>`, the number as _fast_lines wrote it
+        heads, tails = [], []
+        for line, (tok, label, num, name, spec) in zip(out, learn):
+            heads.append(f"{c[0]}{name} ")
+            tails.append(spec[0])
+        skeleton = (tuple(heads), tuple(tails), tuple(convs))
+        # proof on the string it was made of: the skeleton gives the very lines _fast_lines gave
         m = match(perf)
-        if m is None or m.groups() != tuple(x[2] for x in learn):
+        if m is None or _skeleton_lines(skeleton, m.groups(), ts) != out:
             return
-        c[3], c[4], c[5] = match, tuple(items), c[2].generation
+        c[3], c[4], c[5] = match, skeleton, c[2].generation
 
     def lines(self, r: CheckResult, errors: list) -> tuple[str, list[str]]:
         """(topic, lines) for one check result; perfdata problems are appended to `errors`."""
@@ -798,7 +914,46 @@ _FIELD_KEYS = re.compile(r"(?:^|\t)([^\t]*?)::")
 
 # A number in a perfdata skeleton (LineMaker._learn): a subset of what float() reads and of what
 # _fast_lines accepts, ending in a digit or '.', so a UOM after it is never split differently.
-_SKELETON_NUM = r"([-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)"
+_ANY_NUM = r"([-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)"
+# The same number when its text already is the line's text (format_number(float(text)) but for
+# trailing zeros and a trailing '.'), in the first group, which then holds the line's text: an
+# integer of at most 15 digits without leading zeros, or a decimal of at most 15 digits whose
+# last fraction digit is not 0 and that is at least 0.0001 (the smallest repr() writes without
+# an exponent).  Any such decimal is read as the double nearest to it, and repr() of that double
+# gives back the shortest text that reads as it: these digits (two different decimals of at
+# most 15 digits are never read as the same double).  What follows the group is only the
+# zeros (and '.') that format_number would not write; a skeleton's text after a number never
+# starts with a digit or '.', so the group cannot stop short.  Anything else (`-0`, `+1`, `007`,
+# `1e3`, `.5`, `0.00001`, more digits) goes to the second group, _ANY_NUM, read with float().
+_TEXT_NUM = (r"((?:0|-?[1-9][0-9]{0,14})(?![0-9])"
+             r"|-?(?:0\.0{0,3}[1-9](?:[0-9]{0,12}[1-9])?|[1-9][0-9]{0,7}\.[0-9]{0,6}[1-9])(?!\.))"
+             r"\.?0*")
+_SKELETON_NUM = rf"(?:{_TEXT_NUM}|{_ANY_NUM})"
+# an item whose unit scales it (ms, KB...): its first group never takes part
+_SKELETON_SCALED = rf"(?:((?!)))?{_ANY_NUM}"
+
+
+def _skeleton_lines(skeleton: tuple, groups: tuple, ts: str):
+    """The lines of a perfdata string matched by a learnt skeleton (LineMaker._learn), or None
+    when a number overflows (the general way reports it).  `groups`: two per item, the number
+    as the line's text, or else the number as written."""
+    heads, tails, convs = skeleton
+    vals = groups[0::2]
+    if None in vals:
+        vals = list(vals)
+        for i, conv in enumerate(convs):
+            if vals[i] is None:
+                num = groups[2 * i + 1]
+                if conv is None:
+                    v = float(num)
+                elif "e" in num or "E" in num:
+                    v = _convert(num, conv[2])
+                else:  # _convert without its partition: the decimal shift as an exponent
+                    v = float(num + conv[0]) * conv[1]
+                if v - v != 0.0:
+                    return None
+                vals[i] = str(int(v)) if v.is_integer() and -1e16 < v < 1e16 else repr(v)
+    return [f"{h}{v} {ts}{t}" for h, v, t in zip(heads, vals, tails)]
 
 
 def _plan(keys: list) -> tuple | None:
@@ -818,6 +973,34 @@ def _plan(keys: list) -> tuple | None:
 
     return (ix.get("DATATYPE", n), ix.get("SERVICEDESC", n), getter("SERVICE", "SERVICE"),
             getter("HOST", "HOST"))
+
+
+def _chunk_plan(keys: list, plan: tuple | None) -> tuple | None:
+    """(findall of the shape over a chunk, getter of (DATATYPE, HOSTNAME, SERVICEDESC,
+    perfdata, state, state type, output, long output, TIMET), the DATATYPE LineMaker.feed
+    takes, host records?) of a shape with a DATATYPE field, or None (feed goes line by line).
+    A field the shape lacks is the empty last group ("" is what record_result makes of a
+    missing field too)."""
+    if plan is None or "DATATYPE" not in keys:
+        return None
+    is_host = "SERVICEDESC" not in keys
+    kind = "HOST" if is_host else "SERVICE"
+    n = len(keys)
+    ix = {k: i for i, k in enumerate(keys)}
+    getter = operator.itemgetter(
+        ix["DATATYPE"], ix.get("HOSTNAME", n), n if is_host else ix["SERVICEDESC"],
+        ix.get(f"{kind}PERFDATA", n), ix.get(f"{kind}STATEID", ix.get(f"{kind}STATE", n)),
+        ix.get(f"{kind}STATETYPE", n), ix.get(f"{kind}OUTPUT", n), ix.get(f"LONG{kind}OUTPUT", n),
+        ix.get("TIMET", n))
+    # `[^\t]` can run over a line's end, but then the chunk has fewer matches than lines and
+    # feed goes line by line (a match starts at a line's start; a chunk of n lines with n
+    # matches has every match within its line); the last field stops at the line's end.
+    # The output, when it is the last field, is taken up to the line's end, tabs and all:
+    # feed's state line wants it printable (no tab), or else takes the way of record().
+    last = ".*" if keys[-1] == f"{kind}OUTPUT" else "[^\t\n]*+"
+    rx = ("^" + "".join(re.escape(k) + "::([^\t]*+)\t" for k in keys[:-1])
+          + re.escape(keys[-1]) + f"::({last})()$")
+    return re.compile(rx, re.M).findall, getter, f"{kind}PERFDATA", is_host
 
 
 class RecordError(ValueError):
