@@ -449,6 +449,7 @@ class LineMaker:
         self._checks: dict[tuple, list] = {}        # (host, service) -> see _new_check
         self._skeletons: dict[str, object] = {}     # perfdata skeleton regex -> its match
         self._chunk_plans: dict[int, tuple] = {}    # id(shape match) -> see _chunk_plan
+        self._chunk_checks: dict[str, list] = {}    # check key (_chunk_plan) -> _checks' entry
         self._rec_t, self._rec_ts = False, ""      # last TIMET text (False: none) and its
                                                     # line text
         self._last_ts: float | None = None
@@ -476,6 +477,7 @@ class LineMaker:
             if len(self._prefix) > 100_000:
                 self._prefix.clear()
                 self._checks.clear()
+                self._chunk_checks.clear()
             self._prefix[key] = got
         return got
 
@@ -629,82 +631,93 @@ class LineMaker:
         if self.fast and self._shapes and "\r" not in text:
             body = text[:-1] if text.endswith("\n") else text
             first = body[:body.find("\n")] if "\n" in body else body
+            chunk = None
             for keys, match, plan in self._shapes:
                 if match(first) is not None:
-                    chunk = self._chunk_plans.get(id(match))
-                    if chunk is None:
+                    chunk = self._chunk_plans.get(id(match), 0)
+                    if chunk == 0:
                         chunk = self._chunk_plans[id(match)] = _chunk_plan(keys, plan)
                     break
-            else:
-                chunk = None
-            if chunk and body:
+            if chunk is not None and body:
                 rows = chunk[0](body)
                 if len(rows) != body.count("\n") + 1:
                     rows = None
         if rows is None:
             return self._feed_lines(text.split("\n"), now, errors, emit, bad, marks)
-        _, getter, want, is_host = chunk
+        getter, want = chunk[1], chunk[2]
         record = self.record
-        checks = self._checks
-        rec_t, rec_ts = self._rec_t, self._rec_ts
+        checks = self._chunk_checks
         now_ts = format_number(float(int(now)))
         lines_out = 0
         raws = None
-        for i, (dtype, host, service, perf, st, stype, output, long_output, t) in enumerate(
+        for i, (dtype, key, perf, st, stype, output, long_output, t, t_other) in enumerate(
                 map(getter, rows)):
-            # _planned's rules, with every unusual case left to record()
-            if t == rec_t:
-                ts = rec_ts
-            elif t.isdigit() and t.isascii() and len(t) < 16 and (t[0] != "0" or len(t) == 1):
-                rec_t = rec_ts = ts = t
-            else:
-                ts = None if t else now_ts
-            state = _STATE_CODES.get(st, -1)
+            # _planned's rules for the usual record; anything else is left to record()
+            c = checks.get(key)
+            state = _STATE_CODE.get(st)
             st_sfx = _STATE_TYPE_SUFFIX.get(stype)
-            c = checks.get((host, None if is_host else service))
+            ts = t or (None if t_other else now_ts)
             out = None
-            if dtype == want and ts is not None and state != -1 and st_sfx is not None \
-                    and c is not None:
+            if c is not None and state is not None and st_sfx is not None and ts is not None \
+                    and output and dtype == want and not long_output \
+                    and len(output) <= MAX_OUTPUT and output.isascii() and output.isprintable():
+                # the state line, quote's printable-ASCII way inline
+                o = output.replace("%", "%25").replace(" ", "%20").replace("=", "%3D")
+                sl = f"{c[0]}state {state} {ts} mtype=state{st_sfx} output={o}"
                 if not perf:
-                    out = []
+                    out = [sl]
                 elif c[3] is not None and c[5] == c[2].generation:
                     m = c[3](perf)
                     if m is not None:
+                        # the same items as when the skeleton was learnt; only the numbers
+                        # differ (see _learn); the lines for 1-4 items written out, for speed
                         g = m.groups()
-                        vals = g[0::2]
-                        if None in vals:
-                            out = _skeleton_lines(c[4], g, ts)
-                        else:
-                            out = [f"{h}{v} {ts}{tl}" for h, v, tl in zip(c[4][0], vals, c[4][1])]
-                if out is not None:
-                    if state is not None and output and not long_output and len(output) <= MAX_OUTPUT \
-                            and output.isascii() and output.isprintable():
-                        o = output.replace('%', '%25').replace(' ', '%20').replace('=', '%3D')
-                        out.append(f"{c[0]}state {state} {ts} mtype=state{st_sfx} output={o}")
-                    else:
-                        out = None
+                        v = g[0::2]
+                        if None in v:
+                            v = _number_texts(c[4][2], g)
+                        if v is not None:
+                            h, tl = c[4][0], c[4][1]
+                            n = len(v)
+                            if n == 1:
+                                out = [f"{h[0]}{v[0]} {ts}{tl[0]}", sl]
+                            elif n == 2:
+                                out = [f"{h[0]}{v[0]} {ts}{tl[0]}", f"{h[1]}{v[1]} {ts}{tl[1]}",
+                                       sl]
+                            elif n == 3:
+                                out = [f"{h[0]}{v[0]} {ts}{tl[0]}", f"{h[1]}{v[1]} {ts}{tl[1]}",
+                                       f"{h[2]}{v[2]} {ts}{tl[2]}", sl]
+                            elif n == 4:
+                                out = [f"{h[0]}{v[0]} {ts}{tl[0]}", f"{h[1]}{v[1]} {ts}{tl[1]}",
+                                       f"{h[2]}{v[2]} {ts}{tl[2]}", f"{h[3]}{v[3]} {ts}{tl[3]}",
+                                       sl]
+                            else:
+                                out = [f"{a}{b} {ts}{d}" for a, b, d in zip(h, v, tl)]
+                                out.append(sl)
             if out is None:
                 if raws is None:
                     raws = body.split("\n")
                 n_err = len(errors)
-                self._rec_t, self._rec_ts = rec_t, rec_ts
                 try:
                     topic, out = record(raws[i], now, errors)
                 except RecordError as e:
                     bad.append((raws[i], str(e)))
                     continue
-                finally:
-                    rec_t, rec_ts = self._rec_t, self._rec_ts
                 if len(errors) > n_err:
                     marks.append((topic, n_err, len(errors)))
+                if key not in checks:
+                    # the check record() made (or had), for the next record of it
+                    c = self._checks.get((key, None) if chunk[3] else
+                                         tuple(key.split("\tSERVICEDESC::", 1)))
+                    if c is not None:
+                        if len(checks) >= 100_000:
+                            checks.clear()
+                        checks[key] = c
                 if out:
                     emit(topic, out)
                     lines_out += len(out)
                 continue
-            if out:
-                emit(c[1], out)
-                lines_out += len(out)
-        self._rec_t, self._rec_ts = rec_t, rec_ts
+            emit(c[1], out)
+            lines_out += len(out)
         return len(rows), lines_out
 
     def _feed_lines(self, raws, now: float, errors: list, emit, bad: list,
@@ -816,6 +829,7 @@ class LineMaker:
         c = [prefix, topic, labels, None, (), 0, 0]
         if len(self._checks) >= 100_000:
             self._checks.clear()
+            self._chunk_checks.clear()
         self._checks[(host, service)] = c
         return c
 
@@ -933,26 +947,34 @@ _SKELETON_NUM = rf"(?:{_TEXT_NUM}|{_ANY_NUM})"
 _SKELETON_SCALED = rf"(?:((?!)))?{_ANY_NUM}"
 
 
+def _number_texts(convs: tuple, groups: tuple):
+    """The line texts of a skeleton's numbers (two groups per item, see _SKELETON_NUM), or
+    None when one overflows (the general way reports it)."""
+    vals = list(groups[0::2])
+    for i, conv in enumerate(convs):
+        if vals[i] is None:
+            num = groups[2 * i + 1]
+            if conv is None:
+                v = float(num)
+            elif "e" in num or "E" in num:
+                v = _convert(num, conv[2])
+            else:  # _convert without its partition: the decimal shift as an exponent
+                v = float(num + conv[0]) * conv[1]
+            if v - v != 0.0:
+                return None
+            vals[i] = str(int(v)) if v.is_integer() and -1e16 < v < 1e16 else repr(v)
+    return vals
+
+
 def _skeleton_lines(skeleton: tuple, groups: tuple, ts: str):
     """The lines of a perfdata string matched by a learnt skeleton (LineMaker._learn), or None
-    when a number overflows (the general way reports it).  `groups`: two per item, the number
-    as the line's text, or else the number as written."""
+    when a number overflows (the general way reports it)."""
     heads, tails, convs = skeleton
     vals = groups[0::2]
     if None in vals:
-        vals = list(vals)
-        for i, conv in enumerate(convs):
-            if vals[i] is None:
-                num = groups[2 * i + 1]
-                if conv is None:
-                    v = float(num)
-                elif "e" in num or "E" in num:
-                    v = _convert(num, conv[2])
-                else:  # _convert without its partition: the decimal shift as an exponent
-                    v = float(num + conv[0]) * conv[1]
-                if v - v != 0.0:
-                    return None
-                vals[i] = str(int(v)) if v.is_integer() and -1e16 < v < 1e16 else repr(v)
+        vals = _number_texts(convs, groups)
+        if vals is None:
+            return None
     return [f"{h}{v} {ts}{t}" for h, v, t in zip(heads, vals, tails)]
 
 
@@ -976,30 +998,52 @@ def _plan(keys: list) -> tuple | None:
 
 
 def _chunk_plan(keys: list, plan: tuple | None) -> tuple | None:
-    """(findall of the shape over a chunk, getter of (DATATYPE, HOSTNAME, SERVICEDESC,
-    perfdata, state, state type, output, long output, TIMET), the DATATYPE LineMaker.feed
-    takes, host records?) of a shape with a DATATYPE field, or None (feed goes line by line).
-    A field the shape lacks is the empty last group ("" is what record_result makes of a
-    missing field too)."""
-    if plan is None or "DATATYPE" not in keys:
+    """(findall of the shape over a chunk, getter of (DATATYPE, check key, perfdata, state,
+    state type, output, long output, TIMET when it is a plain Unix time, TIMET otherwise),
+    the DATATYPE LineMaker.feed takes, host records?) for a shape with DATATYPE and HOSTNAME
+    fields (and SERVICEDESC right after HOSTNAME, if any), or None (feed goes line by line).
+    The check key is the host name, or the text `<host>\tSERVICEDESC::<service>`.  A field the
+    shape lacks is the empty last group ("" is what record_result makes of a missing field)."""
+    if plan is None or "DATATYPE" not in keys or "HOSTNAME" not in keys:
         return None
     is_host = "SERVICEDESC" not in keys
+    if not is_host and (keys.index("SERVICEDESC") != keys.index("HOSTNAME") + 1
+                        or keys[-1] == "SERVICEDESC"):
+        return None
     kind = "HOST" if is_host else "SERVICE"
-    n = len(keys)
-    ix = {k: i for i, k in enumerate(keys)}
+    wanted = {"DATATYPE", "HOSTNAME", f"{kind}PERFDATA", f"{kind}STATETYPE", f"{kind}OUTPUT",
+              f"LONG{kind}OUTPUT", "TIMET",
+              f"{kind}STATEID" if f"{kind}STATEID" in keys else f"{kind}STATE"}
+    parts, groups = [], {}
+    for i, k in enumerate(keys):
+        last = i == len(keys) - 1
+        # `[^\t]` can run over a line's end, but then the chunk has fewer matches than lines
+        # and feed goes line by line (a match starts at a line's start, so a chunk of n lines
+        # with n matches has every match within its line); the last field stops at the line's
+        # end.  The output, when it is the last field, is taken up to the line's end, tabs and
+        # all: feed wants it printable (no tab), or else takes the way of record().
+        value = ("[^\t\n]*+" if k != f"{kind}OUTPUT" else ".*") if last else "[^\t]*+"
+        if k == "SERVICEDESC":
+            continue  # (in HOSTNAME's group)
+        if k == "HOSTNAME" and not is_host:
+            value = "[^\t]*+\tSERVICEDESC::[^\t]*+"
+        if k == "TIMET":
+            end = r"(?=\n|\Z)" if last else r"(?=\t)"
+            parts.append(f"TIMET::(?:([1-9][0-9]{{0,14}}|0){end}|({value}))")
+            groups["TIMET"] = len(groups)
+            groups["TIMET other"] = len(groups)
+        elif k in wanted:
+            parts.append(f"{re.escape(k)}::({value})")
+            groups[k] = len(groups)
+        else:
+            parts.append(f"{re.escape(k)}::{value}")
+    n = len(groups)  # the empty last group
     getter = operator.itemgetter(
-        ix["DATATYPE"], ix.get("HOSTNAME", n), n if is_host else ix["SERVICEDESC"],
-        ix.get(f"{kind}PERFDATA", n), ix.get(f"{kind}STATEID", ix.get(f"{kind}STATE", n)),
-        ix.get(f"{kind}STATETYPE", n), ix.get(f"{kind}OUTPUT", n), ix.get(f"LONG{kind}OUTPUT", n),
-        ix.get("TIMET", n))
-    # `[^\t]` can run over a line's end, but then the chunk has fewer matches than lines and
-    # feed goes line by line (a match starts at a line's start; a chunk of n lines with n
-    # matches has every match within its line); the last field stops at the line's end.
-    # The output, when it is the last field, is taken up to the line's end, tabs and all:
-    # feed's state line wants it printable (no tab), or else takes the way of record().
-    last = ".*" if keys[-1] == f"{kind}OUTPUT" else "[^\t\n]*+"
-    rx = ("^" + "".join(re.escape(k) + "::([^\t]*+)\t" for k in keys[:-1])
-          + re.escape(keys[-1]) + f"::({last})()$")
+        groups["DATATYPE"], groups["HOSTNAME"], groups.get(f"{kind}PERFDATA", n),
+        groups.get(f"{kind}STATEID", groups.get(f"{kind}STATE", n)),
+        groups.get(f"{kind}STATETYPE", n), groups.get(f"{kind}OUTPUT", n),
+        groups.get(f"LONG{kind}OUTPUT", n), groups.get("TIMET", n), groups.get("TIMET other", n))
+    rx = "^" + "\t".join(parts) + "()$"
     return re.compile(rx, re.M).findall, getter, f"{kind}PERFDATA", is_host
 
 
@@ -1061,6 +1105,7 @@ _STATE_TYPE_SUFFIX = {None: "", "": "", "0": " state_type=soft", "1": " state_ty
 # the spellings Nagios and Icinga write, for a lookup before parse_state
 _STATE_CODES = {None: None, "": None, "0": 0, "1": 1, "2": 2, "3": 3, "OK": 0, "WARNING": 1,
                 "CRITICAL": 2, "UNKNOWN": 3, "UP": 0, "DOWN": 1, "UNREACHABLE": 2}
+_STATE_CODE = {k: v for k, v in _STATE_CODES.items() if v is not None}  # (a state line)
 
 
 def _nagflux_tags(text: str | None) -> str:
