@@ -939,8 +939,8 @@ _ANY_NUM = r"([-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)"
 # zeros (and '.') that format_number would not write; a skeleton's text after a number never
 # starts with a digit or '.', so the group cannot stop short.  Anything else (`-0`, `+1`, `007`,
 # `1e3`, `.5`, `0.00001`, more digits) goes to the second group, _ANY_NUM, read with float().
-_TEXT_NUM = (r"((?:0|-?[1-9][0-9]{0,14})(?![0-9])"
-             r"|-?(?:0\.0{0,3}[1-9](?:[0-9]{0,12}[1-9])?|[1-9][0-9]{0,7}\.[0-9]{0,6}[1-9])(?!\.))"
+_TEXT_NUM = (r"(-?(?:0\.0{0,3}[1-9](?:[0-9]{0,12}[1-9])?|[1-9][0-9]{0,7}\.[0-9]{0,6}[1-9])(?!\.)"
+             r"|(?:0|-?[1-9][0-9]{0,14})(?![0-9]))"
              r"\.?0*")
 _SKELETON_NUM = rf"(?:{_TEXT_NUM}|{_ANY_NUM})"
 # an item whose unit scales it (ms, KB...): its first group never takes part
