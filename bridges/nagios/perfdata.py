@@ -930,18 +930,19 @@ _FIELD_KEYS = re.compile(r"(?:^|\t)([^\t]*?)::")
 # _fast_lines accepts, ending in a digit or '.', so a UOM after it is never split differently.
 _ANY_NUM = r"([-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)"
 # The same number when its text already is the line's text (format_number(float(text)) but for
-# trailing zeros and a trailing '.'), in the first group, which then holds the line's text: an
-# integer of at most 15 digits without leading zeros, or a decimal of at most 15 digits whose
-# last fraction digit is not 0 and that is at least 0.0001 (the smallest repr() writes without
-# an exponent).  Any such decimal is read as the double nearest to it, and repr() of that double
-# gives back the shortest text that reads as it: these digits (two different decimals of at
-# most 15 digits are never read as the same double).  What follows the group is only the
-# zeros (and '.') that format_number would not write; a skeleton's text after a number never
-# starts with a digit or '.', so the group cannot stop short.  Anything else (`-0`, `+1`, `007`,
-# `1e3`, `.5`, `0.00001`, more digits) goes to the second group, _ANY_NUM, read with float().
-_TEXT_NUM = (r"(-?(?:0\.0{0,3}[1-9](?:[0-9]{0,12}[1-9])?|[1-9][0-9]{0,7}\.[0-9]{0,6}[1-9])(?!\.)"
-             r"|(?:0|-?[1-9][0-9]{0,14})(?![0-9]))"
-             r"\.?0*")
+# trailing zeros and a trailing '.'), in the first group, which then holds the line's text: `0`,
+# an integer of at most 15 digits without leading zeros, or a decimal whose last fraction digit
+# is not 0, of at most 15 digits (up to 8 before the point and 7 after it, or `0.` and at most
+# 3 zeros and 14 digits: at least 0.0001, the smallest repr() writes without an exponent).  Any
+# such decimal is read as the double nearest to it, and repr() of that double gives back the
+# shortest text that reads as it: these digits (two different decimals of at most 15 digits are
+# never read as the same double).  What follows the group is only the zeros (and '.') that
+# format_number would not write; a skeleton's text after a number never starts with a digit or
+# '.'.  Anything else (`-0`, `+1`, `007`, `1e3`, `.5`, `0.00001`, more digits) goes to the
+# second group, _ANY_NUM, read with float().  (tests/bridges/nagios/test_nagios_records_fast.py
+# checks the first group against format_number.)
+_TEXT_NUM = (r"(-?(?:0\.0{0,3}(?=[1-9])[0-9]{0,13}[1-9](?!\.)|[1-9][0-9]{0,7}\.[0-9]{0,6}[1-9](?!\.)"
+             r"|[1-9][0-9]{0,14}(?![0-9]))|0(?![0-9]))\.?0*")
 _SKELETON_NUM = rf"(?:{_TEXT_NUM}|{_ANY_NUM})"
 # an item whose unit scales it (ms, KB...): its first group never takes part
 _SKELETON_SCALED = rf"(?:((?!)))?{_ANY_NUM}"
