@@ -629,8 +629,9 @@ class LineMaker:
         either way (tests/bridges/nagios/test_nagios_records_fast.py)."""
         rows = None
         if self.fast and self._shapes and "\r" not in text:
-            body = text[:-1] if text.endswith("\n") else text
-            first = body[:body.find("\n")] if "\n" in body else body
+            end = len(text) - 1 if text.endswith("\n") else len(text)  # (no copy of the text)
+            nl = text.find("\n")
+            first = text[:nl] if nl >= 0 else text
             chunk = None
             for keys, match, plan in self._shapes:
                 if match(first) is not None:
@@ -638,9 +639,9 @@ class LineMaker:
                     if chunk == 0:
                         chunk = self._chunk_plans[id(match)] = _chunk_plan(keys, plan)
                     break
-            if chunk is not None and body:
-                rows = chunk[0](body)
-                if len(rows) != body.count("\n") + 1:
+            if chunk is not None and end > 0:
+                rows = chunk[0](text, 0, end)
+                if len(rows) != text.count("\n", 0, end) + 1:
                     rows = None
         if rows is None:
             return self._feed_lines(text.split("\n"), now, errors, emit, bad, marks)
@@ -695,7 +696,7 @@ class LineMaker:
                                 out.append(sl)
             if out is None:
                 if raws is None:
-                    raws = body.split("\n")
+                    raws = text.split("\n")
                 n_err = len(errors)
                 try:
                     topic, out = record(raws[i], now, errors)
