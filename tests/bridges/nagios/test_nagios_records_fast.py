@@ -147,9 +147,18 @@ _ODD_LINES = st.sampled_from(["", "\r", "x", "HOSTNAME::h\tSERVICEDESC::s\tSERVI
        st.lists(st.tuples(st.integers(0, 30), _ODD_LINES), max_size=2), st.booleans())
 def test_chunks_equal_general_way(raws, odd, crlf):
     """feed() over whole chunks (its chunk-wide split when the chunk allows it, else line by
-    line) gives the records, lines, problems and bad records of the general way, chunk after
-    chunk with the caches warm, whatever the chunk holds."""
+    line; in windows of a few lines here) gives the records, lines, problems and bad records
+    of the general way, chunk after chunk with the caches warm, whatever the chunk holds."""
+    from monbus.bridges.nagios import perfdata
     fast = LineMaker()
+    perfdata._WINDOW = len(raws[0]) * 2
+    try:
+        _check_chunks(fast, raws, odd, crlf)
+    finally:
+        perfdata._WINDOW = 65536
+
+
+def _check_chunks(fast, raws, odd, crlf):
     chunks = ["\n".join(raws), "\n".join(raws) + "\n", "\n".join(raws[::-1])]
     for at, line in odd:
         raws = raws[:at] + [line] + raws[at:]
@@ -188,7 +197,8 @@ def test_chunks_equal_general_way_on_the_real_files():
         from nagios_bench import _corpus_file
     finally:
         sys.path.pop(0)
-    for text in ((DATA / "nagios" / "nagios4-perfdata.txt").read_text(), _corpus_file(20, 1)):
+    # (the second is 170 KB: three windows of LineMaker.feed)
+    for text in ((DATA / "nagios" / "nagios4-perfdata.txt").read_text(), _corpus_file(130, 1)):
         fast = LineMaker()
         general = []
         record = fast.record
