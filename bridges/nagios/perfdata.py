@@ -669,7 +669,7 @@ class LineMaker:
                 map(getter, rows)):
             # _planned's rules for the usual record; anything else is left to record()
             c = checks.get(key)
-            state = _STATE_CODE.get(st)
+            state = _STATE_TEXT.get(st)
             st_sfx = _STATE_TYPE_SUFFIX.get(stype)
             ts = t or (None if t_other else now_ts)
             out = None
@@ -1124,7 +1124,8 @@ _STATE_TYPE_SUFFIX = {None: "", "": "", "0": " state_type=soft", "1": " state_ty
 # the spellings Nagios and Icinga write, for a lookup before parse_state
 _STATE_CODES = {None: None, "": None, "0": 0, "1": 1, "2": 2, "3": 3, "OK": 0, "WARNING": 1,
                 "CRITICAL": 2, "UNKNOWN": 3, "UP": 0, "DOWN": 1, "UNREACHABLE": 2}
-_STATE_CODE = {k: v for k, v in _STATE_CODES.items() if v is not None}  # (a state line)
+# the state code's line text, for the spellings that make a state line
+_STATE_TEXT = {k: str(v) for k, v in _STATE_CODES.items() if v is not None}
 
 
 def _nagflux_tags(text: str | None) -> str:
