@@ -882,7 +882,7 @@ class LineMaker:
             self._skeletons[rx] = match
         # each line is `<head><number> <time><tail>`, the number as _fast_lines wrote it
         heads, tails = [], []
-        for line, (tok, label, num, name, spec) in zip(out, learn):
+        for tok, label, num, name, spec in learn:
             heads.append(f"{c[0]}{name} ")
             tails.append(spec[0])
         skeleton = (tuple(heads), tuple(tails), tuple(convs))
@@ -956,8 +956,10 @@ _ANY_NUM = r"([-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)"
 # '.'.  Anything else (`-0`, `+1`, `007`, `1e3`, `.5`, `0.00001`, more digits) goes to the
 # second group, _ANY_NUM, read with float().  (tests/bridges/nagios/test_nagios_records_fast.py
 # checks the first group against format_number.)
-_TEXT_NUM = (r"(-?(?:0\.0{0,3}(?=[1-9])[0-9]{0,13}[1-9](?!\.)|[1-9][0-9]{0,7}\.[0-9]{0,6}[1-9](?!\.)"
-             r"|[1-9][0-9]{0,14}(?![0-9]))|0(?![0-9]))\.?0*")
+_TEXT_NUM = (r"(-?(?:0\.0{0,3}(?=[1-9])[0-9]{0,13}[1-9](?!\.)"
+             r"|[1-9][0-9]{0,7}\.[0-9]{0,6}[1-9](?!\.)"
+             r"|[1-9][0-9]{0,14}(?![0-9]))"
+             r"|0(?![0-9]))\.?0*")
 _SKELETON_NUM = rf"(?:{_TEXT_NUM}|{_ANY_NUM})"
 # an item whose unit scales it (ms, KB...): its first group never takes part
 _SKELETON_SCALED = rf"(?:((?!)))?{_ANY_NUM}"
