@@ -2,7 +2,7 @@
 skeletons) gives exactly the lines and errors of the general way (record_result + lines)."""
 from __future__ import annotations
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from monbus.bridges.nagios.perfdata import LineMaker, parse_record, record_result
 
@@ -109,10 +109,10 @@ def test_skeleton_is_used_and_numbers_change():
 
 
 # --- whole chunks (LineMaker.feed) -----------------------------------------------------------
-def _general_chunk(text, now):
-    """What the general way makes of a chunk, line by line: [(topic, lines)], item problems,
-    bad records, record count."""
-    slow, errors, bad, out = LineMaker(fast=False), [], [], []
+def _general_chunk(slow, text, now):
+    """What the general way (LineMaker(fast=False) `slow`, its names kept from chunk to chunk)
+    makes of a chunk, line by line: [(topic, lines)], item problems, bad records, records."""
+    errors, bad, out = [], [], []
     records = 0
     for raw in text.split("\n"):
         if not raw or raw == "\r":
@@ -145,6 +145,9 @@ _ODD_LINES = st.sampled_from(["", "\r", "x", "HOSTNAME::h\tSERVICEDESC::s\tSERVI
 @settings(max_examples=300, deadline=None)
 @given(st.lists(_records(), min_size=1, max_size=4).map(lambda rs: [r for x in rs for r in x]),
        st.lists(st.tuples(st.integers(0, 30), _ODD_LINES), max_size=2), st.booleans())
+@example(raws=["DATATYPE::HOSTPERFDATA\tTIMET::1700000000\tHOSTNAME::web1\tHOSTPERFDATA::"
+               f"load1=0;5;10;0; {label}=0;5;10;0;\tHOSTSTATE::0\tHOSTSTATETYPE::1\t"
+               "HOSTOUTPUT::OK - fine" for label in ("a b", "a_b")], odd=[], crlf=False)
 def test_chunks_equal_general_way(raws, odd, crlf):
     """feed() over whole chunks (its chunk-wide split when the chunk allows it, else line by
     line; in windows of a few lines here) gives the records, lines, problems and bad records
@@ -165,9 +168,10 @@ def _check_chunks(fast, raws, odd, crlf):
     chunks.append("\n".join(raws))
     if crlf:
         chunks.append("\r\n".join(raws))
+    slow = LineMaker(fast=False)
     for i, text in enumerate(chunks * 2):
         now = 1700000009.5 + i
-        assert _fed(fast, text, now) == _general_chunk(text, now), text
+        assert _fed(fast, text, now) == _general_chunk(slow, text, now), text
 
 
 def _varied(text, seed):
@@ -199,14 +203,14 @@ def test_chunks_equal_general_way_on_the_real_files():
         sys.path.pop(0)
     # (the second is 170 KB: three windows of LineMaker.feed)
     for text in ((DATA / "nagios" / "nagios4-perfdata.txt").read_text(), _corpus_file(130, 1)):
-        fast = LineMaker()
+        fast, slow = LineMaker(), LineMaker(fast=False)
         general = []
         record = fast.record
         fast.record = lambda raw, now, errors: general.append(raw) or record(raw, now, errors)
         for seed in range(3):
             t = _varied(text, seed) if seed else text
             del general[:]
-            got, want = _fed(fast, t, 1700000000.0), _general_chunk(t, 1700000000.0)
+            got, want = _fed(fast, t, 1700000000.0), _general_chunk(slow, t, 1700000000.0)
             assert got == want
     # the last time, the benchmark's records all took the chunk-wide way
     assert general == [] and all(c[3] is not None for c in fast._checks.values())
