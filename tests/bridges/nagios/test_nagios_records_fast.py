@@ -2,6 +2,7 @@
 skeletons) gives exactly the lines and errors of the general way (record_result + lines)."""
 from __future__ import annotations
 
+import pytest
 from hypothesis import example, given, settings, strategies as st
 
 from monbus.bridges.nagios.perfdata import LineMaker, parse_record, record_result
@@ -256,3 +257,29 @@ def test_records_without_timet_get_now_every_time():
         out = []
         maker.feed(f"{raw}\n{raw}", now, [], lambda t, ls: out.extend(ls), [], [])
         assert out[-1] == f"nagios.a.a.state 0 {now} mtype=state output=ok"
+
+
+@pytest.mark.parametrize("bad", ["DATATYPE::SERVICEPERFDATA", "DATATYPE::S\tTIMET::1",
+                                 "HOSTNAME::h", "HOSTNAME::h\tSERVICEDESC::s"])
+@pytest.mark.parametrize("first", ["DATATYPE", "HOSTNAME"])
+def test_chunk_split_is_linear(bad, first):
+    """1 MB of lines that start like a record but end early (a field of the chunk regex that
+    runs over line ends) costs linear time, not a scan to the window's end per line (here one
+    window of the whole text: 40,000 scans of half a megabyte would take minutes)."""
+    import time
+    from monbus.bridges.nagios import perfdata
+    good = ("DATATYPE::SERVICEPERFDATA\tTIMET::1700000000\tHOSTNAME::h\tSERVICEDESC::s\t"
+            "SERVICEPERFDATA::a=1\tSERVICESTATE::0\tSERVICESTATETYPE::1\tSERVICEOUTPUT::ok")
+    if first == "HOSTNAME":
+        good = good.partition("\t")[2]
+    maker = LineMaker()
+    maker.feed(good, 0, [], lambda t, ls: None, [], [])
+    # (the tabs at the end stop each run over line ends, where the next key does not follow)
+    text = "\n".join([good] + [bad] * (2 ** 20 // (len(bad) + 1)) + ["x" + "\t" * 20000])
+    perfdata._WINDOW = 1 << 24
+    try:
+        t = time.process_time()
+        maker.feed(text, 0, [], lambda t, ls: None, [], [])
+        assert time.process_time() - t < 3.0
+    finally:
+        perfdata._WINDOW = 65536
