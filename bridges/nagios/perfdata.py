@@ -621,12 +621,12 @@ class LineMaker:
 
         Strategy: a chunk of a perfdata file is thousands of lines of one template.  When its
         first line has a remembered shape (see record), one C call (findall of the shape as a
-        multi-line regex) splits the whole chunk into fields, and a loop that is _planned
-        inlined turns each record of a known check whose perfdata matches the check's
+        multi-line regex) splits 64 KB of it at a time into fields, and a loop that is
+        _planned inlined turns each record of a known check whose perfdata matches the check's
         skeleton (_learn) into lines.  Any other record takes the way of record() (which learns
-        the check); a chunk the regex does not account for line by line (an empty line, a `\r`,
-        a line of another shape) goes line by line through record().  The lines are the same
-        either way (tests/bridges/nagios/test_nagios_records_fast.py)."""
+        the check); a window the regex does not account for line by line (an empty line, a
+        line of another shape), or a chunk with a `\r`, goes line by line through record().
+        The lines are the same either way (tests/bridges/nagios/test_nagios_records_fast.py)."""
         chunk = None
         if self.fast and self._shapes and "\r" not in text:
             nl = text.find("\n")
