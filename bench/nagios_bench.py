@@ -6,8 +6,10 @@
    to a running relay (`--via relay`), and `monbus nagios hook` (through click).
 2. Perfdata files: items per CPU-second of `monbus nagios spool`'s decoder on a file of real
    plugin outputs (the corpus' monitoring-plugins samples, 5 services x 500 hosts), beside a
-   bare split-and-float loop over the same text (the least any Python parser must do); and
-   end to end into a real relay (sender thread's CPU time).
+   bare split-and-float loop over the same text (the least any Python parser must do); the
+   same with every perfdata number drawn anew (no figure may come from repeating numbers);
+   and end to end into a real relay (sender thread's CPU time).  `python bench/nagios_bench.py
+   spool` runs only this part.
 """
 from __future__ import annotations
 
@@ -113,6 +115,23 @@ def _corpus_file(hosts: int = 500, cycles: int = 4) -> str:
     return "\n".join(out) + "\n"
 
 
+def _vary_numbers(text: str, seed: int = 1) -> str:
+    """The same file with every digit of every perfdata value drawn anew (same form: `0.030`
+    may become `7.402`), as successive checks print them: no figure may come from numbers
+    repeating."""
+    import random
+    import re
+    rnd = random.Random(seed)
+    digit = re.compile(r"[0-9]")
+    value = re.compile(r"(?<==)[-+]?[0-9.,]+")
+
+    def perf(m):
+        return m.group(1) + value.sub(
+            lambda v: digit.sub(lambda _: str(rnd.randrange(10)), v.group()), m.group(2))
+
+    return re.sub(r"(SERVICEPERFDATA::)([^\t\n]*)", perf, text)
+
+
 def _bare(text: str) -> int:
     """The least a Python parser does: split records, fields, items; float each value."""
     n = 0
@@ -139,26 +158,21 @@ class _Null:
         pass
 
 
-def bench_spool(repeats: int = 7) -> dict:
+def bench_spool(repeats: int = 11) -> dict:
     from monbus.bridges.nagios.perffiles import FileProcessor, wait_delivered
     from monbus.core.bus import Sender
     from monbus.core.relay import Relay
     from monbus.core.selfmetrics import Counters
     text = _corpus_file()
+    varied = _vary_numbers(text)
     items = _bare(text)
+    assert _bare(varied) == items
     rates: dict = {"bare split+float loop": [], "monbus decoder": [],
-                   "monbus decoder + Sender to a relay": []}
-    relay = Relay(["tcp://127.0.0.1:*"], ["tcp://127.0.0.1:*"], None, hold=False,
-                  selfmetrics_interval=3600)
-    th = threading.Thread(target=relay.run, kwargs={"install_signals": False}, daemon=True)
-    th.start()
-    sender = Sender(relay.endpoints_in[0], None, 10.0)
+                   "monbus decoder, numbers varied": []}
     # steady state, as in the daemon: names and threshold annotations already known
     null_proc = FileProcessor(_Null(), Counters("bench"))
     null_proc.feed_text(text, 1700000000)
-    proc = FileProcessor(sender, Counters("bench"))
-    proc.feed_text(text, 1700000000)
-    wait_delivered(sender)
+    # (the decoder alone first: a relay thread in this process would share the CPU's caches)
     for _ in range(repeats):
         t = time.thread_time()
         _bare(text)
@@ -167,6 +181,23 @@ def bench_spool(repeats: int = 7) -> dict:
         null_proc.feed_text(text, 1700000000)
         rates["monbus decoder"].append(items / (time.thread_time() - t))
         t = time.thread_time()
+        null_proc.feed_text(varied, 1700000000)
+        rates["monbus decoder, numbers varied"].append(items / (time.thread_time() - t))
+    relay = Relay(["tcp://127.0.0.1:*"], ["tcp://127.0.0.1:*"], None, hold=False,
+                  selfmetrics_interval=3600)
+    th = threading.Thread(target=relay.run, kwargs={"install_signals": False}, daemon=True)
+    th.start()
+    sender = Sender(relay.endpoints_in[0], None, 10.0)
+    proc = FileProcessor(sender, Counters("bench"))
+    proc.feed_text(text, 1700000000)
+    wait_delivered(sender)
+    rates["bare split+float loop, beside the relay"] = []
+    rates["monbus decoder + Sender to a relay"] = []
+    for _ in range(repeats):
+        t = time.thread_time()
+        _bare(text)
+        rates["bare split+float loop, beside the relay"].append(items / (time.thread_time() - t))
+        t = time.thread_time()
         proc.feed_text(text, 1700000000)
         wait_delivered(sender)
         rates["monbus decoder + Sender to a relay"].append(items / (time.thread_time() - t))
@@ -174,10 +205,11 @@ def bench_spool(repeats: int = 7) -> dict:
     relay.stop()
     th.join(5)
     med = {k: statistics.median(v) for k, v in rates.items()}
-    print(f"perfdata files: {items} items per run, median of {repeats} runs "
-          f"(items per CPU-second of the decoding thread):")
+    print(f"perfdata files: {items} items per run, median of {repeats} interleaved runs "
+          f"(items per CPU-second of the decoding thread; x the bare loop's median):")
     for k, v in med.items():
-        print(f"  {k:40s} {v:12,.0f} items/s")
+        base = med["bare split+float loop" + (", beside the relay" if "relay" in k else "")]
+        print(f"  {k:40s} {v:12,.0f} items/s  {v / base:5.2f}x")
     return med
 
 
@@ -185,4 +217,5 @@ if __name__ == "__main__":
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.1f}")
     bench_spool()
-    bench_hook()
+    if sys.argv[1:] != ["spool"]:
+        bench_hook()

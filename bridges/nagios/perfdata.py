@@ -448,7 +448,10 @@ class LineMaker:
         self._shapes: list = []                     # [(field names, regex match, plan)]
         self._checks: dict[tuple, list] = {}        # (host, service) -> see _new_check
         self._skeletons: dict[str, object] = {}     # perfdata skeleton regex -> its match
-        self._rec_t = self._rec_ts = None           # last TIMET text and its line text
+        self._chunk_plans: dict[int, tuple] = {}    # id(shape match) -> see _chunk_plan
+        self._chunk_checks: dict[str, list] = {}    # check key (_chunk_plan) -> _checks' entry
+        self._rec_t, self._rec_ts = False, ""      # last TIMET text (False: none) and its
+                                                    # line text
         self._last_ts: float | None = None
         self._last_ts_text = ""
         self.unknown_values = 0
@@ -474,6 +477,7 @@ class LineMaker:
             if len(self._prefix) > 100_000:
                 self._prefix.clear()
                 self._checks.clear()
+                self._chunk_checks.clear()
             self._prefix[key] = got
         return got
 
@@ -609,6 +613,150 @@ class LineMaker:
                     self._shapes.insert(0, (keys, re.compile(rx).match, _plan(keys)))
         return self.lines(record_result(fields, now), errors)
 
+    def feed(self, text: str, now: float, errors: list, emit, bad: list,
+             marks: list) -> tuple[int, int]:
+        """Every record of a chunk of perfdata-file text: emit(topic, lines) for each good one;
+        (record text, problem) appended to `bad` for each unusable one; item problems appended
+        to `errors`, and (topic, first, end) of them to `marks`.  Returns (records, lines).
+
+        Strategy: a chunk of a perfdata file is thousands of lines of one template.  When its
+        first line has a remembered shape (see record), one C call (findall of the shape as a
+        multi-line regex) splits 64 KB of it at a time into fields, and a loop that is
+        _planned inlined turns each record of a known check whose perfdata matches the check's
+        skeleton (_learn) into lines.  Any other record takes the way of record() (which learns
+        the check); a window the regex does not account for line by line (an empty line, a
+        line of another shape), or a chunk with a `\r`, goes line by line through record().
+        The lines are the same either way (tests/bridges/nagios/test_nagios_records_fast.py)."""
+        chunk = None
+        if self.fast and self._shapes and "\r" not in text:
+            nl = text.find("\n")
+            first = text[:nl] if nl >= 0 else text
+            for keys, match, plan in self._shapes:
+                if match(first) is not None:
+                    chunk = self._chunk_plans.get(id(match), 0)
+                    if chunk == 0:
+                        chunk = self._chunk_plans[id(match)] = _chunk_plan(keys, plan)
+                    break
+        if chunk is None:
+            return self._feed_lines(text.split("\n"), now, errors, emit, bad, marks)
+        # in windows of about 64 KB, cut at line ends, so that the rows of a window stay in
+        # the CPU's caches while they are turned into lines
+        end = len(text) - 1 if text.endswith("\n") else len(text)
+        records = lines_out = start = 0
+        now_ts = format_number(float(int(now)))
+        while start < end:
+            stop = text.find("\n", start + _WINDOW, end)
+            if stop < 0:
+                stop = end
+            r, n = self._feed_window(text, start, stop, chunk, now, now_ts, errors, emit, bad,
+                                     marks)
+            records += r
+            lines_out += n
+            start = stop + 1
+        return records, lines_out
+
+    def _feed_window(self, text, start, stop, chunk, now, now_ts, errors, emit, bad, marks):
+        """feed() for the lines of text[start:stop]."""
+        rows = chunk[0](text, start, stop)
+        if len(rows) != text.count("\n", start, stop) + 1:
+            return self._feed_lines(text[start:stop].split("\n"), now, errors, emit, bad, marks)
+        getter, want = chunk[1], chunk[2]
+        record = self.record
+        checks = self._chunk_checks
+        lines_out = 0
+        raws = None
+        for i, (dtype, key, perf, st, stype, output, long_output, t, t_other) in enumerate(
+                map(getter, rows)):
+            # _planned's rules for the usual record; anything else is left to record()
+            c = checks.get(key)
+            state = _STATE_TEXT.get(st)
+            st_sfx = _STATE_TYPE_SUFFIX.get(stype)
+            ts = t or (None if t_other else now_ts)
+            out = None
+            if c is not None and state is not None and st_sfx is not None and ts is not None \
+                    and output and dtype == want and not long_output \
+                    and len(output) <= MAX_OUTPUT and output.isascii() and output.isprintable():
+                # the state line, quote's printable-ASCII way inline
+                o = output.replace("%", "%25").replace(" ", "%20").replace("=", "%3D")
+                sl = f"{c[0]}state {state} {ts} mtype=state{st_sfx} output={o}"
+                if not perf:
+                    out = [sl]
+                elif c[3] is not None and c[5] == c[2].generation:
+                    m = c[3](perf)
+                    if m is not None:
+                        # the same items as when the skeleton was learnt; only the numbers
+                        # differ (see _learn); the lines for 1-4 items written out, for speed
+                        g = m.groups()
+                        v = g[0::2]
+                        if None in v:
+                            v = _number_texts(c[4][2], g)
+                        if v is not None:
+                            h, tl = c[4][0], c[4][1]
+                            n = len(v)
+                            if n == 1:
+                                out = [f"{h[0]}{v[0]} {ts}{tl[0]}", sl]
+                            elif n == 2:
+                                out = [f"{h[0]}{v[0]} {ts}{tl[0]}", f"{h[1]}{v[1]} {ts}{tl[1]}",
+                                       sl]
+                            elif n == 3:
+                                out = [f"{h[0]}{v[0]} {ts}{tl[0]}", f"{h[1]}{v[1]} {ts}{tl[1]}",
+                                       f"{h[2]}{v[2]} {ts}{tl[2]}", sl]
+                            elif n == 4:
+                                out = [f"{h[0]}{v[0]} {ts}{tl[0]}", f"{h[1]}{v[1]} {ts}{tl[1]}",
+                                       f"{h[2]}{v[2]} {ts}{tl[2]}", f"{h[3]}{v[3]} {ts}{tl[3]}",
+                                       sl]
+                            else:
+                                out = [f"{a}{b} {ts}{d}" for a, b, d in zip(h, v, tl)]
+                                out.append(sl)
+            if out is None:
+                if raws is None:
+                    raws = text[start:stop].split("\n")
+                n_err = len(errors)
+                try:
+                    topic, out = record(raws[i], now, errors)
+                except RecordError as e:
+                    bad.append((raws[i], str(e)))
+                    continue
+                if len(errors) > n_err:
+                    marks.append((topic, n_err, len(errors)))
+                if key not in checks:
+                    # the check record() made (or had), for the next record of it
+                    c = self._checks.get((key, None) if chunk[3] else
+                                         tuple(key.split("\tSERVICEDESC::", 1)))
+                    if c is not None:
+                        if len(checks) >= 100_000:
+                            checks.clear()
+                        checks[key] = c
+                if out:
+                    emit(topic, out)
+                    lines_out += len(out)
+                continue
+            emit(c[1], out)
+            lines_out += len(out)
+        return len(rows), lines_out
+
+    def _feed_lines(self, raws, now: float, errors: list, emit, bad: list,
+                    marks: list) -> tuple[int, int]:
+        """feed(), line by line."""
+        record = self.record
+        records = lines_out = 0
+        for raw in raws:
+            if not raw or raw == "\r":
+                continue
+            records += 1
+            n_err = len(errors)
+            try:
+                topic, lines = record(raw.rstrip("\r") if raw[-1] == "\r" else raw, now, errors)
+            except RecordError as e:
+                bad.append((raw, str(e)))
+                continue
+            if len(errors) > n_err:
+                marks.append((topic, n_err, len(errors)))
+            if lines:
+                emit(topic, lines)
+                lines_out += len(lines)
+        return records, lines_out
+
     def _planned(self, g: tuple, plan: tuple, now: float, errors: list):
         """record() for a known shape: (topic, lines), or None to take the general way (which
         then raises the error, if any).  Nothing is remembered before the record is known to
@@ -632,8 +780,8 @@ class LineMaker:
             # plain Unix seconds are their own line text (format_number(float(int(t))))
             if t and t.isdigit() and t.isascii() and len(t) < 16 and (t[0] != "0" or len(t) == 1):
                 self._rec_t = self._rec_ts = t
-            elif not t:
-                self._rec_t, self._rec_ts = t, format_number(float(int(now)))
+            elif not t:  # (not remembered: `now` changes from call to call)
+                self._rec_t, self._rec_ts = False, format_number(float(int(now)))
             else:
                 return None
         ts = self._rec_ts
@@ -656,21 +804,10 @@ class LineMaker:
             m = sm(perf) if sm is not None else None
             if m is not None and c[5] == c[2].generation:
                 # the same items as last time, only the numbers differ (see _learn)
-                append = out.append
-                for (head, conv, tail), num in zip(c[4], m.groups()):
-                    if conv is None:
-                        v = float(num)
-                    elif "e" in num or "E" in num:
-                        v = _convert(num, conv[2])
-                    else:  # _convert without its partition: the decimal shift as an exponent
-                        v = float(num + conv[0]) * conv[1]
-                    if v - v != 0.0:
-                        del out[:]
-                        m = None
-                        break
-                    append(f"{head}"
-                           f"{str(int(v)) if v.is_integer() and -1e16 < v < 1e16 else repr(v)}"
-                           f" {ts}{tail}")
+                out = _skeleton_lines(c[4], m.groups(), ts)
+                if out is None:
+                    out = []
+                    m = None
             if m is None:
                 prefix, labels = c[0], c[2]
                 # (long strings are not learnt: a regex of thousands of groups costs more to
@@ -680,7 +817,7 @@ class LineMaker:
                 if self.fast and self._fast_lines(perf, prefix, "", ts, labels, errors, out,
                                                   learn):
                     if learn is not None and len(errors) == n_err:
-                        self._learn(c, perf, learn)
+                        self._learn(c, perf, learn, out, ts)
                 else:
                     self._exact_lines(perf, prefix, "", ts, labels, errors, out)
         if state is not None:
@@ -707,32 +844,33 @@ class LineMaker:
         c = [prefix, topic, labels, None, (), 0, 0]
         if len(self._checks) >= 100_000:
             self._checks.clear()
+            self._chunk_checks.clear()
         self._checks[(host, service)] = c
         return c
 
-    def _learn(self, c: list, perf: str, learn: list) -> None:
+    def _learn(self, c: list, perf: str, learn: list, out: list, ts: str) -> None:
         """Remember the skeleton of a perfdata string the fast path read without a problem:
         a regex of it with each number replaced by a group.  A later string it matches has the
         same tokens but for the numbers, so _fast_lines would give the same names and
         annotations; only the numbers are converted again.  (A check whose items change all the
         time stops learning after 16 skeletons.)"""
         c[6] += 1
-        parts, items, pos = [], [], 0
-        prefix = c[0]
+        parts, convs, pos = [], [], 0
         for m, (tok, label, num, name, spec) in zip(_TOKEN_RE.finditer(perf), learn):
             start, end = m.span()
             at = start + len(label) + 1  # where the number starts
             if m.group() != tok or perf[at:at + len(num)] != num:
                 return
-            parts += (re.escape(perf[pos:at]), _SKELETON_NUM, re.escape(perf[at + len(num):end]))
-            pos = end
-            uom = tok[len(label) + 1 + len(num):].partition(";")[0]
             conv = None
             if spec[1]:
+                uom = tok[len(label) + 1 + len(num):].partition(";")[0]
                 _, shift, factor = _UNITS[uom]
                 conv = (f"e{shift}" if shift else "", factor, uom)
-            items.append((f"{prefix}{name} ", conv, spec[0]))
-        if len(items) != len(learn):
+            parts += (re.escape(perf[pos:at]), _SKELETON_NUM if conv is None else _SKELETON_SCALED,
+                      re.escape(perf[at + len(num):end]))
+            convs.append(conv)
+            pos = end
+        if len(convs) != len(learn) or len(out) != len(learn):
             return
         parts.append(re.escape(perf[pos:]) + r"\Z")
         rx = "".join(parts)
@@ -742,10 +880,17 @@ class LineMaker:
             if len(self._skeletons) >= 10_000:
                 self._skeletons.clear()
             self._skeletons[rx] = match
+        # each line is `<head><number> <time><tail>`, the number as _fast_lines wrote it
+        heads, tails = [], []
+        for tok, label, num, name, spec in learn:
+            heads.append(f"{c[0]}{name} ")
+            tails.append(spec[0])
+        skeleton = (tuple(heads), tuple(tails), tuple(convs))
+        # proof on the string it was made of: the skeleton gives the very lines _fast_lines gave
         m = match(perf)
-        if m is None or m.groups() != tuple(x[2] for x in learn):
+        if m is None or _skeleton_lines(skeleton, m.groups(), ts) != out:
             return
-        c[3], c[4], c[5] = match, tuple(items), c[2].generation
+        c[3], c[4], c[5] = match, skeleton, c[2].generation
 
     def lines(self, r: CheckResult, errors: list) -> tuple[str, list[str]]:
         """(topic, lines) for one check result; perfdata problems are appended to `errors`."""
@@ -798,7 +943,57 @@ _FIELD_KEYS = re.compile(r"(?:^|\t)([^\t]*?)::")
 
 # A number in a perfdata skeleton (LineMaker._learn): a subset of what float() reads and of what
 # _fast_lines accepts, ending in a digit or '.', so a UOM after it is never split differently.
-_SKELETON_NUM = r"([-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)"
+_ANY_NUM = r"([-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)"
+# The same number when its text already is the line's text (format_number(float(text)) but for
+# trailing zeros and a trailing '.'), in the first group, which then holds the line's text: `0`,
+# an integer of at most 15 digits without leading zeros, or a decimal whose last fraction digit
+# is not 0, of at most 15 digits (up to 8 before the point and 7 after it, or `0.` and at most
+# 3 zeros and 14 digits: at least 0.0001, the smallest repr() writes without an exponent).  Any
+# such decimal is read as the double nearest to it, and repr() of that double gives back the
+# shortest text that reads as it: these digits (two different decimals of at most 15 digits are
+# never read as the same double).  What follows the group is only the zeros (and '.') that
+# format_number would not write; a skeleton's text after a number never starts with a digit or
+# '.'.  Anything else (`-0`, `+1`, `007`, `1e3`, `.5`, `0.00001`, more digits) goes to the
+# second group, _ANY_NUM, read with float().  (tests/bridges/nagios/test_nagios_records_fast.py
+# checks the first group against format_number.)
+_TEXT_NUM = (r"(-?(?:0\.0{0,3}(?=[1-9])[0-9]{0,13}[1-9](?!\.)"
+             r"|[1-9][0-9]{0,7}\.[0-9]{0,6}[1-9](?!\.)"
+             r"|[1-9][0-9]{0,14}(?![0-9]))"
+             r"|0(?![0-9]))\.?0*")
+_SKELETON_NUM = rf"(?:{_TEXT_NUM}|{_ANY_NUM})"
+# an item whose unit scales it (ms, KB...): its first group never takes part
+_SKELETON_SCALED = rf"(?:((?!)))?{_ANY_NUM}"
+
+
+def _number_texts(convs: tuple, groups: tuple):
+    """The line texts of a skeleton's numbers (two groups per item, see _SKELETON_NUM), or
+    None when one overflows (the general way reports it)."""
+    vals = list(groups[0::2])
+    for i, conv in enumerate(convs):
+        if vals[i] is None:
+            num = groups[2 * i + 1]
+            if conv is None:
+                v = float(num)
+            elif "e" in num or "E" in num:
+                v = _convert(num, conv[2])
+            else:  # _convert without its partition: the decimal shift as an exponent
+                v = float(num + conv[0]) * conv[1]
+            if v - v != 0.0:
+                return None
+            vals[i] = str(int(v)) if v.is_integer() and -1e16 < v < 1e16 else repr(v)
+    return vals
+
+
+def _skeleton_lines(skeleton: tuple, groups: tuple, ts: str):
+    """The lines of a perfdata string matched by a learnt skeleton (LineMaker._learn), or None
+    when a number overflows (the general way reports it)."""
+    heads, tails, convs = skeleton
+    vals = groups[0::2]
+    if None in vals:
+        vals = _number_texts(convs, groups)
+        if vals is None:
+            return None
+    return [f"{h}{v} {ts}{t}" for h, v, t in zip(heads, vals, tails)]
 
 
 def _plan(keys: list) -> tuple | None:
@@ -818,6 +1013,65 @@ def _plan(keys: list) -> tuple | None:
 
     return (ix.get("DATATYPE", n), ix.get("SERVICEDESC", n), getter("SERVICE", "SERVICE"),
             getter("HOST", "HOST"))
+
+
+_WINDOW = 65536  # characters of a chunk LineMaker.feed splits at once (at least)
+
+
+def _chunk_plan(keys: list, plan: tuple | None) -> tuple | None:
+    """(findall of the shape over a chunk, getter of (DATATYPE, check key, perfdata, state,
+    state type, output, long output, TIMET when it is a plain Unix time, TIMET otherwise),
+    the DATATYPE LineMaker.feed takes, host records?) for a shape with DATATYPE and HOSTNAME
+    fields (and SERVICEDESC right after HOSTNAME, if any), or None (feed goes line by line).
+    The check key is the host name, or the text `<host>\tSERVICEDESC::<service>`.  A field the
+    shape lacks is the empty last group ("" is what record_result makes of a missing field)."""
+    if plan is None or "DATATYPE" not in keys or "HOSTNAME" not in keys:
+        return None
+    is_host = "SERVICEDESC" not in keys
+    if not is_host and (keys.index("SERVICEDESC") != keys.index("HOSTNAME") + 1
+                        or keys[-1] == "SERVICEDESC"):
+        return None
+    kind = "HOST" if is_host else "SERVICE"
+    wanted = {"DATATYPE", "HOSTNAME", f"{kind}PERFDATA", f"{kind}STATETYPE", f"{kind}OUTPUT",
+              f"LONG{kind}OUTPUT", "TIMET",
+              f"{kind}STATEID" if f"{kind}STATEID" in keys else f"{kind}STATE"}
+    parts, groups = [], {}
+    for i, k in enumerate(keys):
+        last = i == len(keys) - 1
+        # `[^\t]` can run over a line's end, but then the chunk has fewer matches than lines
+        # and feed goes line by line (a match starts at a line's start, so a chunk of n lines
+        # with n matches has every match within its line).  The first field stops at the
+        # line's end (`[^\t\n]` costs the regex engine more per character), so a run over
+        # line ends starts on a line with a tab and stops at the next tab: it never crosses the
+        # same lines twice (linear time on any text).  The last field stops at the line's end
+        # too; the output, when it is the last field, is taken up to there, tabs and all: feed
+        # wants it printable (no tab), or else takes the way of record().
+        if last:
+            value = ".*" if k == f"{kind}OUTPUT" else "[^\t\n]*+"
+        else:
+            value = "[^\t\n]*+" if i == 0 else "[^\t]*+"
+        if k == "SERVICEDESC":
+            continue  # (in HOSTNAME's group)
+        if k == "HOSTNAME" and not is_host:
+            value = f"{value}\tSERVICEDESC::[^\t]*+"
+        if k == "TIMET":
+            end = r"(?=\n|\Z)" if last else r"(?=\t)"
+            parts.append(f"TIMET::(?:([1-9][0-9]{{0,14}}|0){end}|({value}))")
+            groups["TIMET"] = len(groups)
+            groups["TIMET other"] = len(groups)
+        elif k in wanted:
+            parts.append(f"{re.escape(k)}::({value})")
+            groups[k] = len(groups)
+        else:
+            parts.append(f"{re.escape(k)}::{value}")
+    n = len(groups)  # the empty last group
+    getter = operator.itemgetter(
+        groups["DATATYPE"], groups["HOSTNAME"], groups.get(f"{kind}PERFDATA", n),
+        groups.get(f"{kind}STATEID", groups.get(f"{kind}STATE", n)),
+        groups.get(f"{kind}STATETYPE", n), groups.get(f"{kind}OUTPUT", n),
+        groups.get(f"LONG{kind}OUTPUT", n), groups.get("TIMET", n), groups.get("TIMET other", n))
+    rx = "^" + "\t".join(parts) + "()$"
+    return re.compile(rx, re.M).findall, getter, f"{kind}PERFDATA", is_host
 
 
 class RecordError(ValueError):
@@ -878,6 +1132,8 @@ _STATE_TYPE_SUFFIX = {None: "", "": "", "0": " state_type=soft", "1": " state_ty
 # the spellings Nagios and Icinga write, for a lookup before parse_state
 _STATE_CODES = {None: None, "": None, "0": 0, "1": 1, "2": 2, "3": 3, "OK": 0, "WARNING": 1,
                 "CRITICAL": 2, "UNKNOWN": 3, "UP": 0, "DOWN": 1, "UNREACHABLE": 2}
+# the state code's line text, for the spellings that make a state line
+_STATE_TEXT = {k: str(v) for k, v in _STATE_CODES.items() if v is not None}
 
 
 def _nagflux_tags(text: str | None) -> str:

@@ -18,7 +18,7 @@ import os
 
 from monbus.core.chunks import line_chunks
 
-from .perfdata import LineMaker, RecordError
+from .perfdata import LineMaker
 
 log = logging.getLogger("monbus.nagios.spool")
 
@@ -63,43 +63,33 @@ class FileProcessor:
     def feed_text(self, text: str, now: float, where: str = "") -> None:
         """Every record of a chunk of perfdata-file text into the sender (pure but for it)."""
         c = self.counters
-        record = self.maker.record
-        add = self.sender.add
         add_many = getattr(self.sender, "add_many", None)
+        if add_many is None:
+            add = self.sender.add
+
+            def add_many(topic, lines):
+                for line in lines:
+                    add(line, topic)
         errors: list = []
-        records = bad = lines_out = 0
+        bad: list = []
+        marks: list = []
         # No cycles are made here: the cyclic GC's passes over the young lists and tuples of
         # each record would only cost time (as in monbus.core.line.decode_batch).
         gc_was_on = gc.isenabled()
         if gc_was_on:
             gc.disable()
         try:
-            for raw in text.split("\n"):
-                if not raw or raw == "\r":
-                    continue
-                records += 1
-                n_err = len(errors)
-                try:
-                    topic, lines = record(raw.rstrip("\r") if raw[-1] == "\r" else raw, now, errors)
-                except RecordError as e:
-                    bad += 1
-                    self._report(f"{where}: bad record ({e}): {raw[:120]!r}")
-                    continue
-                if add_many is not None:
-                    if lines:
-                        add_many(topic, lines)
-                else:
-                    for line in lines:
-                        add(line, topic)
-                lines_out += len(lines)
-                if len(errors) > n_err:
-                    for e in errors[n_err:n_err + 3]:
-                        self._report(f"{where}: {topic}: skipped {e}")
+            records, lines_out = self.maker.feed(text, now, errors, add_many, bad, marks)
         finally:
             if gc_was_on:
                 gc.enable()
+        for raw, problem in bad:
+            self._report(f"{where}: bad record ({problem}): {raw[:120]!r}")
+        for topic, first, end in marks:
+            for e in errors[first:min(end, first + 3)]:
+                self._report(f"{where}: {topic}: skipped {e}")
         c.inc("records", records)
-        c.inc("bad_records", bad)
+        c.inc("bad_records", len(bad))
         c.inc("lines", lines_out)
         c.inc("bad_items", len(errors))
 

@@ -2,7 +2,8 @@
 skeletons) gives exactly the lines and errors of the general way (record_result + lines)."""
 from __future__ import annotations
 
-from hypothesis import given, settings, strategies as st
+import pytest
+from hypothesis import example, given, settings, strategies as st
 
 from monbus.bridges.nagios.perfdata import LineMaker, parse_record, record_result
 
@@ -106,3 +107,179 @@ def test_skeleton_is_used_and_numbers_change():
     assert [str(e) for e in errors] == ["perfdata item 'rta=1e999ms;200.000;500.000;0;': "
                                         "value '1e999ms' is not finite"]
     assert lines[0].startswith("nagios.h.ping.pl 1 3 ")
+
+
+# --- whole chunks (LineMaker.feed) -----------------------------------------------------------
+def _general_chunk(slow, text, now):
+    """What the general way (LineMaker(fast=False) `slow`, its names kept from chunk to chunk)
+    makes of a chunk, line by line: [(topic, lines)], item problems, bad records, records."""
+    errors, bad, out = [], [], []
+    records = 0
+    for raw in text.split("\n"):
+        if not raw or raw == "\r":
+            continue
+        records += 1
+        try:
+            topic, lines = slow.lines(record_result(parse_record(raw.rstrip("\r")), now), errors)
+        except ValueError as e:
+            bad.append((raw, str(e)))
+            continue
+        if lines:
+            out.append((topic, lines))
+    return out, [str(e) for e in errors], bad, records
+
+
+def _fed(maker, text, now):
+    out, errors, bad, marks = [], [], [], []
+    records, n_lines = maker.feed(text, now, errors, lambda t, ls: out.append((t, list(ls))), bad,
+                                  marks)
+    assert n_lines == sum(len(ls) for _, ls in out)
+    assert all(errors[a:b] for _, a, b in marks) and sum(b - a for _, a, b in marks) == len(errors)
+    return out, [str(e) for e in errors], bad, records
+
+
+_ODD_LINES = st.sampled_from(["", "\r", "x", "HOSTNAME::h\tSERVICEDESC::s\tSERVICESTATE::0",
+                              "DATATYPE::SERVICEPERFDATA\tTIMET::1\tHOSTNAME::h\tSERVICEDESC::s\t"
+                              "SERVICEPERFDATA::a=1\tSERVICESTATE::0\tSERVICEOUTPUT::o\tX::y"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_records(), min_size=1, max_size=4).map(lambda rs: [r for x in rs for r in x]),
+       st.lists(st.tuples(st.integers(0, 30), _ODD_LINES), max_size=2), st.booleans())
+@example(raws=["DATATYPE::HOSTPERFDATA\tTIMET::1700000000\tHOSTNAME::web1\tHOSTPERFDATA::"
+               f"load1=0;5;10;0; {label}=0;5;10;0;\tHOSTSTATE::0\tHOSTSTATETYPE::1\t"
+               "HOSTOUTPUT::OK - fine" for label in ("a b", "a_b")], odd=[], crlf=False)
+def test_chunks_equal_general_way(raws, odd, crlf):
+    """feed() over whole chunks (its chunk-wide split when the chunk allows it, else line by
+    line; in windows of a few lines here) gives the records, lines, problems and bad records
+    of the general way, chunk after chunk with the caches warm, whatever the chunk holds."""
+    from monbus.bridges.nagios import perfdata
+    fast = LineMaker()
+    perfdata._WINDOW = len(raws[0]) * 2
+    try:
+        _check_chunks(fast, raws, odd, crlf)
+    finally:
+        perfdata._WINDOW = 65536
+
+
+def _check_chunks(fast, raws, odd, crlf):
+    chunks = ["\n".join(raws), "\n".join(raws) + "\n", "\n".join(raws[::-1])]
+    for at, line in odd:
+        raws = raws[:at] + [line] + raws[at:]
+    chunks.append("\n".join(raws))
+    if crlf:
+        chunks.append("\r\n".join(raws))
+    slow = LineMaker(fast=False)
+    for i, text in enumerate(chunks * 2):
+        now = 1700000009.5 + i
+        assert _fed(fast, text, now) == _general_chunk(slow, text, now), text
+
+
+def _varied(text, seed):
+    """A perfdata file's text with every number of every perfdata item changed (as the next
+    check would print it: other digits, same form), for the warm caches' sake."""
+    import random
+    import re
+    rnd = random.Random(seed)
+
+    def other(m):
+        s = m.group()
+        return "".join(str(rnd.randrange(10)) if ch.isdigit() else ch for ch in s)
+
+    def perf(m):
+        return m.group(1) + re.sub(r"(?<==)[-+]?[0-9.,]+(?:[eE][-+]?[0-9]+)?", other, m.group(2))
+
+    return re.sub(r"(PERFDATA::)([^\t\n]*)", perf, text)
+
+
+def test_chunks_equal_general_way_on_the_real_files():
+    """The Nagios 4 capture and the benchmark's file of real plugin outputs, each fed three
+    times (numbers changed each time, so the skeletons are used with new numbers)."""
+    from helpers import DATA
+    import sys
+    sys.path.insert(0, str(DATA.parent.parent / "bench"))
+    try:
+        from nagios_bench import _corpus_file
+    finally:
+        sys.path.pop(0)
+    # (the second is 170 KB: three windows of LineMaker.feed)
+    for text in ((DATA / "nagios" / "nagios4-perfdata.txt").read_text(), _corpus_file(130, 1)):
+        fast, slow = LineMaker(), LineMaker(fast=False)
+        general = []
+        record = fast.record
+        fast.record = lambda raw, now, errors: general.append(raw) or record(raw, now, errors)
+        for seed in range(3):
+            t = _varied(text, seed) if seed else text
+            del general[:]
+            got, want = _fed(fast, t, 1700000000.0), _general_chunk(slow, t, 1700000000.0)
+            assert got == want
+    # the last time, the benchmark's records all took the chunk-wide way
+    assert general == [] and all(c[3] is not None for c in fast._checks.values())
+
+
+_DIGITS = st.text("0123456789", min_size=0, max_size=18)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.one_of(
+    st.tuples(st.sampled_from(["", "-", "+"]), _DIGITS, st.sampled_from(["", ".", ",", "e",
+                                                                         "e-", "E+"]), _DIGITS)
+    .map("".join),
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+    st.decimals(allow_nan=False, allow_infinity=False).map(str),
+    st.text("0123456789.-+eE", max_size=20)),
+    st.sampled_from(["", ";", "ms;1", " x=1", "%", "e;"]))
+def test_skeleton_number_text_is_format_number(text, after):
+    """A number a skeleton takes as text (first group) is written exactly as format_number
+    writes float() of it; any other number it takes is one float() reads (second group)."""
+    import re
+    from monbus.bridges.nagios.perfdata import _SKELETON_NUM, format_number
+    m = re.fullmatch(_SKELETON_NUM + re.escape(after), text + after)
+    if m is not None:
+        as_text, number = m.groups()
+        if as_text is not None:
+            assert as_text == format_number(float(text))
+        else:
+            assert number == text and float(number) == float(number)
+
+
+def test_records_without_timet_get_now_every_time():
+    """Regression (found by test_record_shapes_equal_parse_record): the second record without
+    a TIMET field got the time text `None`, and a record with an empty TIMET kept the `now` of
+    an earlier call."""
+    maker = LineMaker()
+    raw = "HOSTNAME::a\tSERVICEDESC::a\tSERVICESTATE::1"
+    assert maker.record(raw, 5, [])[1] == ["nagios.a.a.state 1 5 mtype=state"]
+    assert maker.record(raw, 6, [])[1] == ["nagios.a.a.state 1 6 mtype=state"]
+    raw = ("DATATYPE::SERVICEPERFDATA\tTIMET::\tHOSTNAME::a\tSERVICEDESC::a\t"
+           "SERVICEPERFDATA::x=1\tSERVICESTATE::0\tSERVICEOUTPUT::ok")
+    for now in (7, 8, 9):
+        out = []
+        maker.feed(f"{raw}\n{raw}", now, [], lambda t, ls: out.extend(ls), [], [])
+        assert out[-1] == f"nagios.a.a.state 0 {now} mtype=state output=ok"
+
+
+@pytest.mark.parametrize("bad", ["DATATYPE::SERVICEPERFDATA", "DATATYPE::S\tTIMET::1",
+                                 "HOSTNAME::h", "HOSTNAME::h\tSERVICEDESC::s"])
+@pytest.mark.parametrize("first", ["DATATYPE", "HOSTNAME"])
+def test_chunk_split_is_linear(bad, first):
+    """1 MB of lines that start like a record but end early (a field of the chunk regex that
+    runs over line ends) costs linear time, not a scan to the window's end per line (here one
+    window of the whole text: 40,000 scans of half a megabyte would take minutes)."""
+    import time
+    from monbus.bridges.nagios import perfdata
+    good = ("DATATYPE::SERVICEPERFDATA\tTIMET::1700000000\tHOSTNAME::h\tSERVICEDESC::s\t"
+            "SERVICEPERFDATA::a=1\tSERVICESTATE::0\tSERVICESTATETYPE::1\tSERVICEOUTPUT::ok")
+    if first == "HOSTNAME":
+        good = good.partition("\t")[2]
+    maker = LineMaker()
+    maker.feed(good, 0, [], lambda t, ls: None, [], [])
+    # (the tabs at the end stop each run over line ends, where the next key does not follow)
+    text = "\n".join([good] + [bad] * (2 ** 20 // (len(bad) + 1)) + ["x" + "\t" * 20000])
+    perfdata._WINDOW = 1 << 24
+    try:
+        t = time.process_time()
+        maker.feed(text, 0, [], lambda t, ls: None, [], [])
+        assert time.process_time() - t < 3.0
+    finally:
+        perfdata._WINDOW = 65536
