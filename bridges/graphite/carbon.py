@@ -197,11 +197,9 @@ class CarbonForwarder:
             if data is not None:
                 nlines = data.count(b"\n")
             else:
-                lines = fmt.encoded(body)
-                if not lines:
+                data, nlines = fmt.encoded_data(body)
+                if not nlines:
                     return
-                data = b"\n".join([t for _, t in lines]) + b"\n"
-                nlines = len(lines)
             for d in self.deliveries:
                 self._append(d, data, nlines)
             return
