@@ -44,6 +44,8 @@ class Relay:
                  sndhwm: int = 100_000, selfmetrics_interval: float = INTERVAL,
                  context=None, host: str | None = None, retain_bytes: int = DEFAULT_RETAIN,
                  repair=None):
+        if not retain_bytes and repair:
+            raise BusError("a repair endpoint needs a retention (--retain above 0)")
         self.ctx = context or zmq.Context()
         self.id = uuid.uuid4().bytes
         self.hold = hold and spool is not None
@@ -63,8 +65,6 @@ class Relay:
         self.out = self.ctx.socket(zmq.XPUB)
         # repair: retain what was published and serve it again (None: next to each output)
         derived = repair is None
-        if not retain_bytes and repair:
-            raise BusError("a repair endpoint needs a retention (--retain above 0)")
         if derived:
             repair = [repair_endpoint(ep) for ep in outputs] if retain_bytes else []
         self.retention = Retention(retain_bytes) if retain_bytes and repair else None
