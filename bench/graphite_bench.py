@@ -177,6 +177,8 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--quick", action="store_true",
                     help="only carbon-c-relay and monbus carbon --spool (checked / not)")
+    ap.add_argument("--per-line", action="store_true",
+                    help="only carbon-c-relay and the paths that handle each line in Python")
     a = ap.parse_args()
     lines = make_lines(a.lines)
     # carbon-c-relay gets the same datapoints as plain carbon lines (it has no annotations)
@@ -185,6 +187,13 @@ def main():
           f"at the receiver")
     ccr, v1 = median(lambda: run_carbon_c_relay(data, a.lines), a.runs)
     print(f"carbon-c-relay -w 1 (plain lines in)    {ccr:12,.0f}   {[round(x) for x in v1]}")
+    if a.per_line:
+        for extra in (["--tags", "drop", "bench.*.metric*.**"], ["--tags", "fold"],
+                      ["--rates"]):
+            r, v = median(lambda: run_monbus(lines, a.lines, True, extra), a.runs)
+            print(f"monbus carbon --spool {' '.join(extra):<36} {r:12,.0f}   "
+                  f"{[round(x) for x in v]}   ratio {r / ccr:.2f}x", flush=True)
+        return
     if a.quick:
         for extra in ([], ["--no-check-lines"]):
             r, v = median(lambda: run_monbus(lines, a.lines, True, extra), a.runs)
@@ -208,6 +217,11 @@ def main():
                                                                 "bench.*.metric*.**"]), a.runs)
     print(f"monbus carbon --spool --tags drop 'bench.*.metric*.**' (every line checked) "
           f"{slow:12,.0f}   {[round(x) for x in v5]}   ratio {slow / ccr:.2f}x")
+    for extra, what in ((["--tags", "fold"], "every line in Python"),
+                        (["--rates"], "every line decoded")):
+        r, v = median(lambda: run_monbus(lines, a.lines, True, extra), a.runs)
+        print(f"monbus carbon --spool {' '.join(extra)} ({what}) {r:12,.0f}   "
+              f"{[round(x) for x in v]}   ratio {r / ccr:.2f}x", flush=True)
     print("transports alone, 256 KB batches:")
     for kind in ("persistent", "tcp", "graphyte"):
         r, v = median(lambda: run_transport(kind, data, a.lines), a.runs)

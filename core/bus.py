@@ -15,6 +15,7 @@ counts lost messages exactly.
 """
 from __future__ import annotations
 
+import collections
 import json
 import os
 import struct
@@ -328,13 +329,24 @@ class GapTracker:
         self.gaps += lost
         return lost
 
+    def positions(self) -> dict:
+        """Per (sender, topic), the seq up to which everything was seen or counted lost."""
+        return dict(self.last)
+
 
 class Subscriber:
-    """Connects to any number of relays and yields the lines matching the patterns."""
+    """Connects to any number of relays and yields the lines matching the patterns.
+
+    With `repair`, a gap in a relay's sequence numbers is asked again from the relay's repair
+    endpoint (`repair_connect`, default next to each `connect` endpoint, see repair.py): the
+    missing messages are delivered when they come, possibly after newer ones, each once;
+    only what the relay no longer retains counts in `gaps.gaps`.
+    """
 
     def __init__(self, connect=(DEFAULT_CONNECT,), patterns=("**",), *,
                  curve_server_key: str | None = None, curve_secret: str | None = None,
-                 rcvhwm: int = 100_000, context=None):
+                 rcvhwm: int = 100_000, context=None, repair: bool = False,
+                 repair_connect=None, repair_timeout: float | None = None):
         self.ctx = context or zmq.Context.instance()
         self.matcher = Matcher(patterns)
         self.sock = self.ctx.socket(zmq.SUB)
@@ -352,9 +364,38 @@ class Subscriber:
         self.gaps = GapTracker()
         self.stats = {"messages": 0, "lines": 0, "bad_lines": 0, "bad_messages": 0}
         self.errors: list = []
+        self.repair = None
+        if repair:
+            from .repair import DEFAULT_TIMEOUT, RepairClient, repair_endpoint
+            eps = list(repair_connect or [repair_endpoint(ep) for ep in connect])
+            try:
+                self.repair = RepairClient(self.ctx, eps, curve_server_key, curve_secret,
+                                           repair_timeout or DEFAULT_TIMEOUT)
+            except zmq.ZMQError as e:
+                self.sock.close()
+                raise BusError(f"bad repair endpoint in {eps!r}: {e}") from None
+            self.gaps = self.repair.gaps
+            self._repaired: collections.deque = collections.deque()
+            self._poller = zmq.Poller()
+            self._poller.register(self.sock, zmq.POLLIN)
+            for s in self.repair.socks:
+                self._poller.register(s, zmq.POLLIN)
+
+    def resume(self, positions: dict) -> None:
+        """Start from the positions {(sender id, topic): seq} a previous run saved (see
+        `gaps.positions()`): what was published after them and is missed is counted, and in
+        repair mode asked for again right away (everything after each position; and for a
+        topic of those relays first seen later at seq S, 1..S-1)."""
+        for (sender, topic), seq in positions.items():
+            self.gaps.last[(sender, topic)] = seq
+            if self.repair is not None:
+                self.gaps.backfill.add(sender)
+                self.repair.request(sender, topic, seq + 1, 0)
 
     def recv_raw(self, timeout: float | None = None):
         """One message as (topic, body) after gap accounting, or None on timeout."""
+        if self.repair is not None:
+            return self._recv_repairing(timeout)
         if timeout is not None and not self.sock.poll(int(timeout * 1000)):
             return None
         frames = self.sock.recv_multipart()
@@ -370,6 +411,46 @@ class Subscriber:
         self.gaps.see(sender, topic, seq)
         self.stats["messages"] += 1
         return topic, body
+
+    def _recv_repairing(self, timeout: float | None):
+        rep = self.repair
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if rep.busy:
+                for s in rep.socks:
+                    if s.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                        self._repaired.extend(rep.read(s))
+                rep.expire()
+            if self._repaired:
+                self.stats["messages"] += 1
+                return self._repaired.popleft()
+            try:
+                frames = self.sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return None
+                wait = 1000 if left is None else int(left * 1000) + 1
+                events = dict(self._poller.poll(min(wait, 200) if rep.busy else wait))
+                for s in rep.socks:
+                    if s in events:
+                        self._repaired.extend(rep.read(s))
+                continue
+            if len(frames) != 3:
+                self.stats["bad_messages"] += 1
+                return (b"", b"")
+            topic, header, body = frames
+            try:
+                _, sender, seq = unpack_header(header)
+            except ValueError:
+                self.stats["bad_messages"] += 1
+                return (b"", b"")
+            deliver, hole = self.gaps.see(sender, topic, seq)
+            if hole is not None:
+                rep.request(sender, topic, hole[0], hole[1])
+            if deliver:
+                self.stats["messages"] += 1
+                return topic, body
 
     def recv_lines(self, timeout: float | None = None, decode_lines: bool = True):
         """The matching lines of one message (Line objects, or str if not decode_lines);
@@ -401,6 +482,8 @@ class Subscriber:
 
     def close(self) -> None:
         self.sock.close(linger=0)
+        if self.repair is not None:
+            self.repair.close()
 
 
 def line_to_json(line: Line) -> str:

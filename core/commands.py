@@ -34,10 +34,19 @@ _size = size_callback(allow_zero=True)  # --spool-max 0: unbounded
               type=click.Path(file_okay=False, exists=True),
               help="Directory of the public certificates allowed to connect; any other key "
                    "gets nothing [env MONBUS_RELAY_CURVE_CLIENTS].")
+@click.option("--retain", default="64M", show_default=True, callback=_size,
+              help="Keep the last messages published, up to this many bytes of them (the "
+                   "oldest evicted first), to send again to subscribers that missed some "
+                   "(gap repair); 0: none, and no repair endpoint.")
+@click.option("--repair", "repair", multiple=True, envvar="MONBUS_RELAY_REPAIR",
+              callback=_comma_list,
+              help="Endpoint where subscribers ask for missed messages again; repeatable "
+                   "[default: each --output's port + 1, e.g. tcp://127.0.0.1:7703; env "
+                   "MONBUS_RELAY_REPAIR].  CURVE like the others.")
 @click.option("--selfmetrics-interval", default=10.0, show_default=True, type=float,
               help="Seconds between self-metric publications (monbus.<host>.relay.*).")
 def relay(input, output, spool, spool_max, hold, curve_secret, curve_clients,  # noqa: A002
-          selfmetrics_interval):
+          retain, repair, selfmetrics_interval):
     """Forward lines from this host's bridges to any number of subscribers.
 
     Acknowledges a message only once it is published or written to the spool, so a relay
@@ -49,11 +58,13 @@ def relay(input, output, spool, spool_max, hold, curve_secret, curve_clients,  #
     try:
         r = Relay(input or [DEFAULT_INPUT], output or [DEFAULT_OUTPUT], spool,
                   spool_max_bytes=spool_max, hold=hold, curve_secret=curve_secret,
-                  curve_clients=curve_clients, selfmetrics_interval=selfmetrics_interval)
+                  curve_clients=curve_clients, selfmetrics_interval=selfmetrics_interval,
+                  retain_bytes=retain, repair=list(repair) or None)
     except (BusError, SpoolError) as e:
         raise click.ClickException(str(e)) from None
     click.echo(f"monbus relay: input {', '.join(r.endpoints_in)}  output "
-               f"{', '.join(r.endpoints_out)}  spool {spool or '-'}", err=True)
+               f"{', '.join(r.endpoints_out)}  repair {', '.join(r.endpoints_repair) or '-'}  "
+               f"spool {spool or '-'}", err=True)
     r.run()
 
 

@@ -10,6 +10,10 @@ Strategy:
   before its collectors reconnect, loses nothing; `--no-hold` turns this off.
 - The spool directory is shared with the host's senders: they write what the relay did not
   acknowledge in time (relay down, restarting), and the relay drains it while it runs.
+- Every published message is also *retained* (bounded in bytes, oldest evicted first) and
+  served again on the repair endpoint (a ROUTER socket, by default the output port + 1), so a
+  subscriber that missed messages (socket buffers lost when it was killed, a high-water mark)
+  asks for them again by sequence number (repair.py).
 - Self-metrics are published on the relay's own output every 10 s.
 """
 from __future__ import annotations
@@ -23,6 +27,7 @@ import uuid
 import zmq
 
 from .bus import ACK, HEADER, VERSION, BusError, curve_server, pack_header
+from .repair import DEFAULT_RETAIN, Retention, repair_endpoint, serve
 from .selfmetrics import INTERVAL, Counters
 from .spool import Spool, SpoolError
 
@@ -37,12 +42,16 @@ class Relay:
                  *, spool_max_bytes: int = 1024 ** 3, hold: bool = True,
                  curve_secret: str | None = None, curve_clients: str | None = None,
                  sndhwm: int = 100_000, selfmetrics_interval: float = INTERVAL,
-                 context=None, host: str | None = None):
+                 context=None, host: str | None = None, retain_bytes: int = DEFAULT_RETAIN,
+                 repair=None):
+        if not retain_bytes and repair:
+            raise BusError("a repair endpoint needs a retention (--retain above 0)")
         self.ctx = context or zmq.Context()
         self.id = uuid.uuid4().bytes
         self.hold = hold and spool is not None
-        self.counters = Counters("relay", host=host, gauges=("spool_bytes", "spool_messages",
-                                                             "subscriptions"))
+        self.counters = Counters("relay", host=host, gauges=(
+            "spool_bytes", "spool_messages", "subscriptions", "retained_bytes",
+            "retained_messages"))
         self.interval = selfmetrics_interval
         self._auth = None
         if curve_secret and curve_clients:
@@ -54,9 +63,19 @@ class Relay:
             raise BusError("CURVE needs both --curve-secret and --curve-clients")
         self.inp = self.ctx.socket(zmq.ROUTER)
         self.out = self.ctx.socket(zmq.XPUB)
-        for s in (self.inp, self.out):
+        # repair: retain what was published and serve it again (None: next to each output)
+        derived = repair is None
+        if derived:
+            repair = [repair_endpoint(ep) for ep in outputs] if retain_bytes else []
+        self.retention = Retention(retain_bytes) if retain_bytes and repair else None
+        self.rep = self.ctx.socket(zmq.ROUTER) if self.retention else None
+        for s in (self.inp, self.out, self.rep):
+            if s is None:
+                continue
             s.linger = 0
             curve_server(s, curve_secret)
+        if self.rep is not None:
+            self.rep.sndhwm = 0    # replies are bounded per request (repair.PAGE_BYTES)
         self.out.sndhwm = sndhwm
         self.inp.rcvhwm = 10_000
         self.inp.router_mandatory = False
@@ -68,8 +87,21 @@ class Relay:
         except zmq.ZMQError as e:
             self.close()
             raise BusError(f"cannot bind: {e}") from None
+        try:
+            for ep in (repair if self.rep is not None else ()):
+                self.rep.bind(ep)
+        except zmq.ZMQError as e:
+            if not derived:
+                self.close()
+                raise BusError(f"cannot bind the repair endpoint: {e}") from None
+            # the default place (output port + 1) is taken: run on, without repair
+            log.warning("no repair endpoint (%s: %s); give one with --repair", repair, e)
+            self.rep.close(linger=0)
+            self.rep = self.retention = None
         self.endpoints_in = [self.inp.getsockopt_string(zmq.LAST_ENDPOINT)]
         self.endpoints_out = [self.out.getsockopt_string(zmq.LAST_ENDPOINT)]
+        self.endpoints_repair = ([self.rep.getsockopt_string(zmq.LAST_ENDPOINT)]
+                                 if self.rep is not None else [])
         self.spool = Spool(spool, spool_max_bytes) if spool else None
         self._subs: set[bytes] = set()
         self._sub_cache: dict[bytes, bool] = {}
@@ -109,6 +141,8 @@ class Relay:
         seq = self._seq.get(topic, 0) + 1
         self._seq[topic] = seq
         self.out.send_multipart([topic, pack_header(self.id, seq), body], copy=len(body) < 65536)
+        if self.retention is not None:
+            self.retention.add(topic, seq, body)
         self.counters.inc("lines_out", nlines)
         self.counters.inc("messages_out")
 
@@ -137,6 +171,25 @@ class Relay:
         else:
             self.publish(topic, body, nlines)
         self.inp.send_multipart([ident, ACK, header[-8:]])
+
+    # -- repair ---------------------------------------------------------------------------
+    def _handle_repair(self, frames) -> None:
+        c = self.counters
+        replies, outcome = serve(self.retention, self.id, self._seq, frames[1:])
+        if outcome == "bad":
+            c.inc("bad_repair_requests")
+            log.warning("bad repair request %s", b"|".join(frames[1:4])[:64].hex())
+            return
+        if outcome != "hello":
+            c.inc("repairs_served")
+            c.inc("repaired_messages", len(replies) - 1)
+            if outcome == "evicted":
+                c.inc("repairs_evicted")
+            elif outcome == "unknown_relay":
+                c.inc("repairs_unknown_relay")
+        ident = frames[0]
+        for r in replies:
+            self.rep.send_multipart([ident, *r], copy=len(r[-1]) < 65536)
 
     # -- the spool -----------------------------------------------------------------------
     def drain(self, max_messages: int = 200) -> int:
@@ -184,6 +237,8 @@ class Relay:
         poller = zmq.Poller()
         poller.register(self.inp, zmq.POLLIN)
         poller.register(self.out, zmq.POLLIN)
+        if self.rep is not None:
+            poller.register(self.rep, zmq.POLLIN)
         next_drain = 0.0
         next_metrics = time.monotonic() + self.interval
         while not self._stop:
@@ -202,6 +257,13 @@ class Relay:
                     except zmq.Again:
                         break
                     self._handle_input(frames)
+            if self.rep is not None and self.rep in events:
+                for _ in range(100):
+                    try:
+                        frames = self.rep.recv_multipart(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    self._handle_repair(frames)
             now = time.monotonic()
             if now >= next_drain:
                 # nothing to drain: look again in a while (a new subscription looks at once)
@@ -214,6 +276,9 @@ class Relay:
 
     def publish_selfmetrics(self, now: float) -> None:
         self._sync_spool_counters()
+        if self.retention is not None:
+            self.counters.set("retained_bytes", self.retention.bytes)
+            self.counters.set("retained_messages", self.retention.messages)
         lines = self.counters.lines(now)
         topic = f"monbus.{self.counters.host}.".encode()
         body = "\n".join(lines).encode()
@@ -222,8 +287,9 @@ class Relay:
         self.publish(topic, body, len(lines))
 
     def close(self) -> None:
-        for s in (self.inp, self.out):
-            s.close(linger=0)
+        for s in (self.inp, self.out, self.rep):
+            if s is not None:
+                s.close(linger=0)
         if self._auth is not None:
             self._auth.stop()
             self._auth = None

@@ -11,8 +11,11 @@ Strategy:
 - Several carbons: `replicate` appends every line to every journal; `shard` places each series
   on carbon's own consistent-hashing ring (hashring.py), as carbon-relay would.
 - The position on the bus (the relay's sequence number per topic) is saved beside the journal
-  after every append, so after a restart the messages that were in flight when the process
-  died are detected and counted (`bus_lost_messages`), never lost silently.
+  after every append.  After a restart (even after SIGKILL) monbus carbon asks each relay's
+  repair endpoint for everything published after it (core/repair.py), so the messages that
+  were still in socket buffers when the process died come back; so do the messages a relay
+  dropped at a high-water mark.  Only what the relay no longer retains (`monbus relay
+  --retain`) is lost, and it is counted (`bus_lost_messages`), never lost silently.
 """
 from __future__ import annotations
 
@@ -129,26 +132,31 @@ class BusPosition:
     def __init__(self, path: str | None):
         self.path = path
 
-    def load(self, gaps) -> None:
-        """Prime a GapTracker with the positions saved by the previous run."""
+    def load(self) -> dict:
+        """The positions saved by the previous run, {(relay id, topic): seq}."""
+        out: dict = {}
         if not self.path:
-            return
+            return out
         try:
             with open(self.path) as f:
                 data = json.load(f)
             for key, seq in data.items():
                 sender, _, topic = key.partition(" ")
-                gaps.last[(bytes.fromhex(sender), topic.encode("utf-8"))] = int(seq)
+                out[(bytes.fromhex(sender), topic.encode("utf-8"))] = int(seq)
         except FileNotFoundError:
             pass
         except (OSError, ValueError, AttributeError) as e:
             log.warning("ignoring unreadable bus position file %s: %s", self.path, e)
+            return {}
+        return out
 
     def save(self, gaps) -> None:
-        """Write the current positions (atomically: write, then rename)."""
+        """Write the current positions (atomically: write, then rename): per stream, the
+        seq up to which everything was journaled (or counted lost)."""
         if not self.path:
             return
-        data = {f"{s.hex()} {t.decode('utf-8', 'replace')}": q for (s, t), q in gaps.last.items()}
+        data = {f"{s.hex()} {t.decode('utf-8', 'replace')}": q
+                for (s, t), q in gaps.positions().items()}
         tmp = self.path + ".tmp"
         with open(tmp, "w") as f:
             json.dump(data, f)
@@ -189,11 +197,9 @@ class CarbonForwarder:
             if data is not None:
                 nlines = data.count(b"\n")
             else:
-                lines = fmt.encoded(body)
-                if not lines:
+                data, nlines = fmt.encoded_data(body)
+                if not nlines:
                     return
-                data = b"\n".join([t for _, t in lines]) + b"\n"
-                nlines = len(lines)
             for d in self.deliveries:
                 self._append(d, data, nlines)
             return
@@ -249,7 +255,7 @@ def _dest_dir(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
 
 
-_GAUGES = ("spool_bytes", "up")
+_GAUGES = ("spool_bytes", "up", "bus_repair_missing")
 
 
 def _publish_metrics(counters, fwd, deliveries, sub, rates, sender, now):
@@ -266,6 +272,11 @@ def _publish_metrics(counters, fwd, deliveries, sub, rates, sender, now):
     for k, v in fwd.formatter.stats.items():
         put(k, v)
     put("bus_lost_messages", sub.gaps.gaps)
+    if sub.repair is not None:
+        put("bus_repaired_messages", sub.gaps.repaired)
+        put("bus_repair_missing", sub.gaps.missing)
+        for k, v in sub.repair.stats.items():
+            put(f"bus_{k}", v)
     put("bad_bus_messages", sub.stats["bad_messages"])
     totals = {"sent_lines": 0, "replayed_lines": 0, "dropped_lines": 0, "spool_bytes": 0,
               "carbon_errors": 0}
@@ -351,14 +362,23 @@ def _publish_metrics(counters, fwd, deliveries, sub, rates, sender, now):
 @click.option("--drain-timeout", type=click.FloatRange(min=0), default=5.0, show_default=True,
               help="On SIGTERM, seconds to keep delivering what is queued (with --spool the "
                    "rest stays there for the next start).")
+@click.option("--repair/--no-repair", default=True, show_default=True,
+              help="Ask the relay again for messages missed on the bus (sequence gaps; after "
+                   "a restart, everything after the saved position), so even a SIGKILL of "
+                   "this command loses nothing the relay still retains (monbus relay "
+                   "--retain).")
+@click.option("--repair-connect", "repair_connect", multiple=True,
+              envvar="MONBUS_REPAIR_CONNECT",
+              help="The relays' repair endpoints; repeatable [default: each --connect "
+                   "endpoint's port + 1, as monbus relay binds it; env MONBUS_REPAIR_CONNECT].")
 @click.option("--relay", default=DEFAULT_RELAY, show_default=True, envvar="MONBUS_RELAY",
               help="Relay to publish self-metrics to (monbus.<host>.carbon.*) [env MONBUS_RELAY].")
 @click.option("--selfmetrics-interval", type=click.FloatRange(min=0), default=10.0,
               show_default=True, help="Seconds between self-metric publications (0: none).")
 def cli(patterns, connect, curve_server_key, curve_secret, carbon, transport, mode, hash_type,
         replication, normalize_tags, whisper, retention, tags, prefix, rates, max_rate,
-        check_lines, spool, spool_max, fsync, batch_size, udp_size, timeout, drain_timeout, relay,
-        selfmetrics_interval):
+        check_lines, spool, spool_max, fsync, batch_size, udp_size, timeout, drain_timeout,
+        repair, repair_connect, relay, selfmetrics_interval):
     """Replay the bus (lines matching PATTERNS, default all) into carbon, losing nothing.
 
     Every line is written to the spool before it is sent and removed only once carbon took
@@ -389,7 +409,9 @@ def cli(patterns, connect, curve_server_key, curve_secret, carbon, transport, mo
     if not specs:
         parse_retention(retention)
     rate_conv = RateConverter(max_rate) if rates else None
-    sub = make_subscriber(connect, patterns, curve_server_key, curve_secret, rcvhwm=1000)
+    repair_eps = [x.strip() for v in repair_connect for x in v.split(",") if x.strip()]
+    sub = make_subscriber(connect, patterns, curve_server_key, curve_secret, rcvhwm=1000,
+                          repair=repair, repair_connect=repair_eps or None)
     from monbus.core.pattern import Matcher
     patterns = sub.matcher.patterns
     # the patterns are applied per message (topic) when that decides, else per line
@@ -416,7 +438,7 @@ def cli(patterns, connect, curve_server_key, curve_secret, carbon, transport, mo
                                        else max(batch_size, udp_size)))
     except (JournalError, OSError) as e:
         raise click.ClickException(str(e)) from None
-    position.load(sub.gaps)
+    sub.resume(position.load())
     ring = None
     if mode == "shard":
         ring = ConsistentHashRing([(s[0], s[2]) for s in specs], hash_type)
@@ -431,6 +453,8 @@ def cli(patterns, connect, curve_server_key, curve_secret, carbon, transport, mo
     stopper = Stopper()
     next_metrics = time.monotonic() + (selfmetrics_interval or 1e18)
     gaps_seen = sub.gaps.gaps
+    gap_changes = getattr(sub.gaps, "changes", 0)
+    repaired_seen = getattr(sub.gaps, "repaired", 0)
     logged_bad, next_log_reset = 0, time.monotonic() + 60
     while not stopper.stop:
         n = 0
@@ -449,16 +473,22 @@ def cli(patterns, connect, curve_server_key, curve_secret, carbon, transport, mo
             formatter.errors.clear()
         if time.monotonic() >= next_log_reset:
             logged_bad, next_log_reset = 0, time.monotonic() + 60
-        if n:
+        if n or getattr(sub.gaps, "changes", 0) != gap_changes:
+            gap_changes = getattr(sub.gaps, "changes", 0)
             try:
                 position.save(sub.gaps)
             except OSError as e:
                 log.error("cannot save bus position: %s", e)
             if sub.gaps.gaps != gaps_seen:
                 log.warning("%d bus messages lost before they reached monbus carbon "
-                            "(sequence gaps; e.g. in flight when it was killed)",
-                            sub.gaps.gaps - gaps_seen)
+                            "(sequence gaps%s)", sub.gaps.gaps - gaps_seen,
+                            "; the relay no longer retained them" if repair else
+                            "; e.g. in flight when it was killed")
                 gaps_seen = sub.gaps.gaps
+        if repair and sub.gaps.repaired - repaired_seen >= 1 and not sub.repair.busy:
+            log.warning("%d bus messages missed and asked again from the relay (repaired)",
+                        sub.gaps.repaired - repaired_seen)
+            repaired_seen = sub.gaps.repaired
         now = time.monotonic()
         if now >= next_metrics:
             next_metrics = now + selfmetrics_interval

@@ -65,6 +65,10 @@ _WILD = re.compile(r"[*?\[{]")
 # annotations.  Bytes patterns match ASCII digits only.
 _CARBON_LINE = re.compile(rb"^([^ \n]+) (-?(?:[0-9]{1,300}(?:\.[0-9]*)?|\.[0-9]+)) "
                           rb"((?:[0-9]{1,300}(?:\.[0-9]*)?|\.[0-9]+))(?: [^\n]*)?$", re.M)
+# the same lines, with value and timestamp in one group (" <value> <timestamp>"), for
+# building the carbon text with one concatenation per line
+_CARBON_REST = re.compile(rb"^([^ \n]+)( -?(?:[0-9]{1,300}(?:\.[0-9]*)?|\.[0-9]+) "
+                          rb"(?:[0-9]{1,300}(?:\.[0-9]*)?|\.[0-9]+))(?: [^\n]*)?$", re.M)
 
 
 def decided_by_topic(patterns) -> bool:
@@ -254,6 +258,33 @@ class Formatter:
                 continue
             append((name, name + b" " + v + b" " + t))
         return out
+
+    def encoded_data(self, body: bytes) -> tuple[bytes, int]:
+        """The good lines of a body as carbon text (newline-terminated) and their number:
+        the same bytes as joining `encoded`, built without a tuple per line (the per-line
+        path of replicate mode: --tags fold, patterns deeper than the host)."""
+        found = None if self.rates is not None else _CARBON_REST.findall(body)
+        if found is not None:
+            parts = body.split(b"\n")
+            if len(found) != len(parts) - parts.count(b""):
+                found = None
+        if found is None:
+            lines = self.encoded(body)
+            return (b"\n".join([t for _, t in lines]) + b"\n" if lines else b""), len(lines)
+        out = []
+        append = out.append
+        get = self._bnames.get
+        unmatched = 0
+        for series, rest in found:
+            name = get(series)
+            if name is None:
+                name = self._bname(series)
+            if name:
+                append(name + rest)
+            elif name is False:
+                unmatched += 1
+        self.stats["unmatched_lines"] += unmatched
+        return (b"\n".join(out) + b"\n" if out else b""), len(out)
 
     def _bname(self, series: bytes):
         """The carbon name of a series (remembered), False if the patterns exclude it, None

@@ -1,8 +1,11 @@
 """`monbus carbon` against a real carbon-cache: every datapoint lands in whisper with its
-original timestamp, across a carbon outage and across a SIGKILL of monbus carbon."""
+original timestamp, across a carbon outage and across a SIGKILL of monbus carbon (with data
+in its spool, and in the middle of a continuous stream, with messages in its socket buffers
+that the relay repairs)."""
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -87,7 +90,7 @@ def send_lines(relay_input: str, lines: list[str], progress: list, per_step: int
 def start_forwarder(daemon, relay, carbon, spool, *extra):
     p = daemon("carbon", "--connect", relay.output, "--carbon", f"127.0.0.1:{carbon.port}",
                "--spool", spool, "--selfmetrics-interval", "0", "--relay", relay.input,
-               *extra, "durable.**")
+               "--repair-connect", relay.relay.endpoints_repair[0], *extra, "durable.**")
     wait_for(lambda: relay.relay._subs or p.proc.poll() is not None, 20,
              what="monbus carbon to subscribe")
     assert p.proc.poll() is None, p.text()
@@ -158,3 +161,68 @@ def test_sigkill_of_monbus_carbon_loses_nothing(relay, carbon_cache, daemon, tmp
     assert "replaying" in fwd2.text()
     assert fwd2.stop() == 0, fwd2.text()
     assert "bus messages lost" not in fwd2.text()
+
+
+def test_sigkill_mid_stream_loses_nothing(relay, carbon_cache, daemon, tmp_path):
+    """100,000 lines stream in without a pause; monbus carbon is frozen (SIGSTOP) while the
+    relay keeps publishing to it, so messages certainly sit in its socket buffers, then
+    killed (SIGKILL) and restarted while the stream goes on.  The restarted process asks the
+    relay for everything after its saved position: every datapoint is in whisper, nothing is
+    counted lost, and the repair is reported."""
+    from monbus.core.bus import Subscriber
+    spool = tmp_path / "carbon-spool"
+    metrics = Subscriber([relay.output], ["monbus.**"])
+    fwd = start_forwarder(daemon, relay, carbon_cache, spool)
+    t0 = int(time.time()) - N_POINTS - 60
+    lines = make_lines(t0, 0, N_POINTS)
+    progress = [0]
+    # the stream parks at two gates, so the steps below happen at known points of it
+    gates = {30_000: threading.Event(), 60_000: threading.Event()}
+    failed = []
+
+    def pause():
+        gate = gates.get(progress[0])
+        if gate is not None:
+            gate.wait(120)
+
+    def stream():
+        try:
+            send_lines(relay.input, lines, progress, per_step=1000, pause=pause)
+        except BaseException as e:  # noqa: BLE001 - reported by the main thread
+            failed.append(e)
+    streamer = threading.Thread(target=stream, daemon=True)
+    streamer.start()
+    out = relay.relay.counters
+    wait_for(lambda: progress[0] >= 30_000, 60, what="30,000 lines streamed")
+    wait_for(lambda: (spool / "bus-position.json").exists(), 30,
+             what="monbus carbon to save a bus position")
+    # freeze it: what the relay publishes from now on stays in its socket buffers
+    fwd.proc.send_signal(signal.SIGSTOP)
+    frozen_at = out["messages_out"]
+    gates[30_000].set()
+    wait_for(lambda: out["messages_out"] >= frozen_at + 20, 30,
+             what="the relay to publish 20 messages to the frozen monbus carbon")
+    gates[60_000].set()                            # the stream goes on through kill and restart
+    fwd.proc.send_signal(signal.SIGKILL)
+    fwd.proc.wait(10)
+    wait_for(lambda: not any(s.startswith(b"durable") for s in relay.relay._subs), 20,
+             what="the relay to see monbus carbon gone")
+    fwd2 = start_forwarder(daemon, relay, carbon_cache, spool, "--selfmetrics-interval", "1")
+    wait_for(lambda: not streamer.is_alive(), 120, what="the stream to end")
+    assert not failed, failed
+    wait_for(lambda: missing_points(carbon_cache, t0, range(N_POINTS)) == 0, 180,
+             interval=1.0, what="every datapoint in whisper")
+    wait_for(lambda: spool_pending(spool) == 0, 30, what="the spool to empty")
+    assert fwd2.stop() == 0, fwd2.text()
+    text = fwd2.text()
+    assert "bus messages lost" not in text, text
+    assert "asked again from the relay (repaired)" in text, text
+    assert out["repairs_served"] >= 1 and out["repaired_messages"] >= 1
+    assert out["repairs_evicted"] == 0
+    # its self-metrics say the same (the last ones, published when it stopped)
+    last = {}
+    while (got := metrics.recv_lines(1.0)) is not None:
+        for line in got:
+            last[line.path.rsplit(".", 1)[-1]] = line.value
+    metrics.close()
+    assert last["bus_lost_messages"] == 0 and last["bus_repaired_messages"] >= 20, last

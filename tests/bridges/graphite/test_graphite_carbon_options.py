@@ -25,7 +25,8 @@ def send(relay, lines):
 
 def start(daemon, relay, *args):
     p = daemon("carbon", "--connect", relay.output, "--selfmetrics-interval", "0",
-               "--relay", relay.input, *args, "opt.**")
+               "--relay", relay.input, "--repair-connect", relay.relay.endpoints_repair[0],
+               *args, "opt.**")
     wait_for(lambda: b"opt." in relay.relay._subs or p.proc.poll() is not None, 60,
              what="subscription")
     assert p.proc.poll() is None, p.text()
@@ -110,16 +111,19 @@ def test_bad_options_one_line_error(monbus, args, msg):
     assert r.returncode != 0 and msg in r.stderr and "Traceback" not in r.stderr
 
 
-def test_messages_missed_while_dead_are_reported(relay, daemon, line_counter, subscribe,
-                                                 tmp_path):
+@pytest.mark.parametrize("repair", [True, False])
+def test_messages_missed_while_dead_are_repaired_or_reported(relay, daemon, line_counter,
+                                                             subscribe, tmp_path, repair):
     """While monbus carbon is dead, another subscriber keeps the relay publishing (so it does
-    not hold): after the restart monbus carbon knows, from the relay sequence numbers saved
-    with its spool, how many messages it missed, and says so."""
+    not hold).  After the restart monbus carbon asks the relay for everything after the
+    positions saved with its spool and gets the three messages; with --no-repair it knows
+    from the sequence numbers how many it missed, and says so."""
     import signal
     lc = line_counter()
     spool = tmp_path / "cs"
     other = subscribe("opt.h")       # topic prefix opt.h. (monbus carbon's is opt.)
-    args = ("--carbon", f"127.0.0.1:{lc.port}", "--spool", spool)
+    args = ("--carbon", f"127.0.0.1:{lc.port}", "--spool", spool,
+            *(() if repair else ("--no-repair",)))
     p = start(daemon, relay, *args)
     send(relay, ["opt.h.x 1 1700000000"])
     wait_for(lambda: len(lc.lines) == 1, 60, what="first line")
@@ -129,9 +133,17 @@ def test_messages_missed_while_dead_are_reported(relay, daemon, line_counter, su
         send(relay, [f"opt.h.x {k + 2} 1700000000"])
     assert len([x for _ in range(3) for x in other.recv_lines(5) or ()]) >= 1
     p2 = start(daemon, relay, *args)
+    if repair:   # they come back at start, with no newer message to show the gap
+        wait_for(lambda: len(lc.lines) == 4, 60, what="the three missed lines")
+        assert sorted(lc.lines) == [f"opt.h.x {k} 1700000000" for k in range(1, 5)]
     send(relay, ["opt.h.x 9 1700000000"])
     wait_for(lambda: "9 1700000000" in " ".join(lc.lines), 60, what="the line after restart")
-    wait_for(lambda: "3 bus messages lost" in p2.text(), 10, what="the loss report")
+    if repair:
+        wait_for(lambda: "3 bus messages missed and asked again" in p2.text(), 10,
+                 what="the repair report")
+        assert "lost" not in p2.text()
+    else:
+        wait_for(lambda: "3 bus messages lost" in p2.text(), 10, what="the loss report")
     assert p2.stop() == 0
 
 

@@ -13,6 +13,7 @@ from monbus.bridges.graphite.journal import Journal, MemoryJournal
 from monbus.bridges.graphite.plaintext import (CarbonError, LineBuffer, PickleFrames,
                                                decode_datagram, decode_pickle,
                                                decode_plaintext)
+from monbus.core.pattern import Matcher
 from monbus.core.rates import RateConverter
 from monbus.core.line import LineError
 
@@ -311,6 +312,16 @@ def test_fuzz_formatter_accepts_exactly_what_the_codec_accepts(rows):
     got = Formatter("keep").lines(body)
     enc = Formatter("keep").encoded(body)
     assert [(n.decode(), t.decode()) for n, t in enc] == got
+    # the replicate mode's builder gives the same bytes as joining the per-line results,
+    # with every option that takes the per-line path, and counts the same
+    for tags, prefix, patterns in (("keep", "", None), ("fold", "", None),
+                                   ("drop", "p", ["a.*"]), ("fold", "x.y", ["a.b", "z.**"])):
+        exact = Formatter(tags, prefix, matcher=Matcher(patterns) if patterns else None)
+        fast = Formatter(tags, prefix, matcher=Matcher(patterns) if patterns else None)
+        lines = exact.encoded(body)
+        want = (b"\n".join([t for _, t in lines]) + b"\n" if lines else b"", len(lines))
+        assert fast.encoded_data(body) == want
+        assert fast.stats == exact.stats
     want = []
     for raw in rows:
         if not raw:
@@ -321,6 +332,20 @@ def test_fuzz_formatter_accepts_exactly_what_the_codec_accepts(rows):
             continue
         want.append((line.series, line.value, line.timestamp))
     assert [(s, float(t.split(" ")[1]), float(t.split(" ")[2])) for s, t in got] == want
+
+
+def test_encoded_data_is_the_joined_per_line_output_on_typical_lines():
+    body = "\n".join(
+        f"bench.host{i % 7}.metric{i % 13}.value;dc=par;rack=r{i % 3} {i * 0.5} {1700000000 + i}"
+        f" mtype=gauge unit=B" for i in range(2000)).encode()
+    for tags, patterns in (("fold", None), ("drop", ["bench.*.metric1*.**"]),
+                           ("keep", ["bench.host[1-3].**", "x.**"])):
+        exact = Formatter(tags, "pre", matcher=Matcher(patterns) if patterns else None)
+        fast = Formatter(tags, "pre", matcher=Matcher(patterns) if patterns else None)
+        lines = exact.encoded(body)
+        assert lines
+        assert fast.encoded_data(body) == (b"\n".join(t for _, t in lines) + b"\n", len(lines))
+        assert fast.stats == exact.stats
 
 
 def test_encoded_edge_numbers_take_the_careful_path():
