@@ -2,6 +2,7 @@
  * thing in Python and uses this only when it was built).
  *
  * group(data: bytes) -> list[(topic: str, body: str, nlines: int)] | None
+ * check(data: bytes) -> bool
  *
  * Validates every line of `data` (lines separated by '\n', empty lines skipped) against a
  * conservative subset of the monbus line grammar (docs/line-syntax.md) and groups the lines
@@ -199,15 +200,10 @@ static int add_line(Groups *g, const char *topic, Py_ssize_t tlen, int dot, Py_s
     return 1;
 }
 
-static PyObject *fast_group(PyObject *self, PyObject *arg)
+/* Walk every line of data[0:size]; with `g`, group the lines too.  1 all in the subset,
+ * 0 not, -1 memory error. */
+static int walk(const char *data, Py_ssize_t size, Groups *g)
 {
-    Py_buffer view;
-    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
-    const char *data = view.buf;
-    Py_ssize_t size = view.len;
-    Groups *g = PyMem_Calloc(1, sizeof(Groups));
-    if (!g) { PyBuffer_Release(&view); return PyErr_NoMemory(); }
-    PyObject *result = NULL;
     int ok = 1;
     Py_ssize_t pos = 0;
     while (pos <= size && ok == 1) {
@@ -229,11 +225,32 @@ static PyObject *fast_group(PyObject *self, PyObject *arg)
                 ok = 0;
                 break;
             }
-            ok = add_line(g, line, tlen, append_dot, pos, len);
+            if (g) ok = add_line(g, line, tlen, append_dot, pos, len);
         }
         if (!nl) break;
         pos = (nl - data) + 1;
     }
+    return ok;
+}
+
+static PyObject *fast_check(PyObject *self, PyObject *arg)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    int ok = walk(view.buf, view.len, NULL);
+    PyBuffer_Release(&view);
+    return PyBool_FromLong(ok == 1);
+}
+
+static PyObject *fast_group(PyObject *self, PyObject *arg)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    const char *data = view.buf;
+    Groups *g = PyMem_Calloc(1, sizeof(Groups));
+    if (!g) { PyBuffer_Release(&view); return PyErr_NoMemory(); }
+    PyObject *result = NULL;
+    int ok = walk(data, view.len, g);
     if (ok == -1) { PyErr_NoMemory(); goto done; }
     if (ok == 0) { result = Py_NewRef(Py_None); goto done; }
     result = PyList_New(g->ntopics);
@@ -270,6 +287,9 @@ static PyMethodDef methods[] = {
     {"group", fast_group, METH_O,
      "group(data: bytes) -> [(topic, body, nlines)] in first-seen order, or None if any line "
      "is outside the fast subset (then use core.line.group_by_topic)."},
+    {"check", fast_check, METH_O,
+     "check(data: bytes) -> bool: True if every line is in the fast subset (so valid); False "
+     "says nothing (use the exact decoder)."},
     {NULL, NULL, 0, NULL}
 };
 

@@ -372,6 +372,13 @@ def group_chunk(data: bytes, errors: list | None = None) -> list[tuple[str, str,
     return [(topic, "\n".join(lines), len(lines)) for topic, lines in grouped.items()]
 
 
+def vouched(data: bytes) -> bool:
+    """True if the C fast path vouches that every line of `data` (UTF-8 bytes, lines
+    separated by newlines, empty lines ignored) is a valid line; False only means "not
+    known": check line by line."""
+    return _fastline is not None and _fastline.check(data)
+
+
 def _decode_batch(text: str, errors: list | None, grouped: dict | None) -> list[Line]:
     out = []
     append = out.append

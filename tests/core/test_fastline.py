@@ -83,6 +83,7 @@ def test_fast_path_equals_exact_path(lines, final_newline):
     assert [e.problem for e in got_errors] == [e.problem for e in errors]
     if L._fastline is not None:
         fast = L._fastline.group(data)
+        assert L.vouched(data) == (fast is not None)
         if fast is not None:
             assert fast == want and errors == []
 
@@ -95,3 +96,4 @@ def test_fast_path_on_arbitrary_bytes(data):
     if L._fastline is not None:
         fast = L._fastline.group(data)
         assert fast is None or (fast == want and errors == [])
+        assert L.vouched(data) == (fast is not None)
