@@ -91,7 +91,10 @@ def spool(directory, relay, spool, timeout, curve_server_key, curve_secret, patt
     """
     from .perffiles import FileProcessor, pending_files
     counters = Counters("nagios_spool")
-    sender = make_sender(relay, spool, timeout, curve_server_key, curve_secret)
+    # A file's lines spread over one topic per host: with the default 50 ms latency bound a
+    # big installation's files went out as messages of ~30 lines, each waiting for its
+    # acknowledgement.  Each file is flushed at its end anyway, so batch for longer.
+    sender = make_sender(relay, spool, timeout, curve_server_key, curve_secret, latency=2.0)
     proc = FileProcessor(sender, counters, source)
     kept = 0
     if once:
