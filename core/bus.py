@@ -398,19 +398,25 @@ class Subscriber:
             return self._recv_repairing(timeout)
         if timeout is not None and not self.sock.poll(int(timeout * 1000)):
             return None
-        frames = self.sock.recv_multipart()
-        if len(frames) != 3:
-            self.stats["bad_messages"] += 1
+        msg = self._parse(self.sock.recv_multipart())
+        if msg is None:
             return (b"", b"")
-        topic, header, body = frames
-        try:
-            _, sender, seq = unpack_header(header)
-        except ValueError:
-            self.stats["bad_messages"] += 1
-            return (b"", b"")
+        topic, sender, seq, body = msg
         self.gaps.see(sender, topic, seq)
         self.stats["messages"] += 1
         return topic, body
+
+    def _parse(self, frames):
+        """(topic, sender id, seq, body) of a bus message, or None (counted) if malformed."""
+        if len(frames) == 3:
+            try:
+                _, sender, seq = unpack_header(frames[1])
+            except ValueError:
+                pass
+            else:
+                return frames[0], sender, seq, frames[2]
+        self.stats["bad_messages"] += 1
+        return None
 
     def _recv_repairing(self, timeout: float | None):
         rep = self.repair
@@ -436,15 +442,10 @@ class Subscriber:
                     if s in events:
                         self._repaired.extend(rep.read(s))
                 continue
-            if len(frames) != 3:
-                self.stats["bad_messages"] += 1
+            msg = self._parse(frames)
+            if msg is None:
                 return (b"", b"")
-            topic, header, body = frames
-            try:
-                _, sender, seq = unpack_header(header)
-            except ValueError:
-                self.stats["bad_messages"] += 1
-                return (b"", b"")
+            topic, sender, seq, body = msg
             deliver, hole = self.gaps.see(sender, topic, seq)
             if hole is not None:
                 rep.request(sender, topic, hole[0], hole[1])

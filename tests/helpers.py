@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -51,3 +52,13 @@ def collect(sub, n, timeout=10.0):
         if lines:
             got.extend(lines)
     return got
+
+
+def stop_process(proc, timeout: float = 10.0) -> None:
+    """SIGTERM a subprocess and wait for it; SIGKILL it if it does not end in `timeout`."""
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)

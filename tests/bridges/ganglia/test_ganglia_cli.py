@@ -8,17 +8,8 @@ import time
 
 import pytest
 
-from helpers import collect, free_port, monbus_cmd, wait_for
+from helpers import collect, free_port, monbus_cmd, wait_for, stop_process
 from monbus.bridges.ganglia import xdr
-
-
-def _stop(proc):
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
 
 
 def test_poll_daemon_host_down_stale_metric_and_up_again(gmond, relay, subscribe, tmp_path,
@@ -64,7 +55,7 @@ def test_poll_daemon_host_down_stale_metric_and_up_again(gmond, relay, subscribe
               "no second poll after UP")
         assert not any(ln.path.endswith(".x") for ln in seen[down:])
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 def test_listener_survives_garbage_and_reports_it(relay, subscribe):
@@ -84,7 +75,7 @@ def test_listener_survives_garbage_and_reports_it(relay, subscribe):
         assert (lines[0].path, lines[0].value) == ("ganglia.c.web01.m", 2.5)
         assert proc.poll() is None
     finally:
-        _stop(proc)
+        stop_process(proc)
     err = proc.stderr.read()
     assert "unknown message id 137" in err and "000000896a756e6b" in err   # quoted in hex
 

@@ -6,7 +6,7 @@ import subprocess
 import time
 import xml.etree.ElementTree as ET
 
-from helpers import collect, free_port, monbus_cmd, wait_for
+from helpers import collect, free_port, monbus_cmd, wait_for, stop_process
 
 
 def expected_from_xml(xml: bytes) -> dict:
@@ -173,15 +173,6 @@ def _start_listener(relay, *args):
     return proc, port
 
 
-def _stop(proc):
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
-
-
 GMETRICS = [  # (gmetric arguments, expected path tail, value, unit, mtype)
     (["-n", "t_int8", "-v", "-12", "-t", "int8", "-u", "items"], "node01_monbus_test.t_int8",
      -12, "items", "gauge"),
@@ -240,7 +231,7 @@ def test_listen_gmetric_every_type_units_and_spoofing(tmp_path, relay, subscribe
         assert got["hb"].value == 0 and got["hb"].meta["mtype"] == "state"
         assert got["node_hb"].tags == {"t_string": "hello_world"}
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 def test_listen_to_gmond_core_metrics_equal_its_xml(gmond, relay, subscribe):
@@ -275,7 +266,7 @@ def test_listen_to_gmond_core_metrics_equal_its_xml(gmond, relay, subscribe):
             assert tags[name] == xml[name].replace(" ", "_")
         assert got["cpu_num"].path == "ganglia.monbus-test.node01_monbus_test.cpu_num"
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 def test_listen_requests_missing_metadata_from_gmond(gmond, relay, subscribe):
@@ -302,7 +293,7 @@ def test_listen_requests_missing_metadata_from_gmond(gmond, relay, subscribe):
                     found = ln
         assert found.meta["unit"] == "CPUs" and found.meta["type"] == "uint16"
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 def test_emit_send_lines_appear_in_gmond_xml(gmond, relay, subscribe, monbus):
@@ -348,7 +339,7 @@ def test_emit_send_lines_appear_in_gmond_xml(gmond, relay, subscribe, monbus):
         assert (got["values"], got["metadata"], got["packets"]) == (3, 3, 6)
         assert got["too_long"] == 0
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 def test_emit_reaches_gmetad_and_its_rrds(gmond, gmetad, relay, monbus, gtools, tmp_path):
@@ -378,7 +369,7 @@ def test_emit_reaches_gmetad_and_its_rrds(gmond, gmetad, relay, monbus, gtools, 
                        timeout=30, what="gmetad's RRD for app.temp")[0]
         assert rrd.parent.name == "web07" and rrd.parent.parent.name == "monbus-test"
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 def test_poll_string_value_gmond_escapes_takes_the_fast_path(gmond, relay, subscribe, monbus,

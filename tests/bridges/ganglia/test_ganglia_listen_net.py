@@ -13,7 +13,9 @@ import socket
 import subprocess
 import time
 
-from helpers import free_port, monbus_cmd
+import pytest
+
+from helpers import free_port, monbus_cmd, stop_process
 
 V4_GROUP = "239.2.11.71"      # gmond's default channel (a free port keeps tests apart)
 V6_GROUP = "ff15::2:11:71"    # site-local transient group, no route needed
@@ -40,15 +42,6 @@ def _listener(relay, listen: str, *args):
     return proc
 
 
-def _stop(proc):
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
-
-
 def _send_and_check(gtools, tmp_path, sub, channel: str):
     binary = gtools.need("gmetric")
     conf = tmp_path / "gmetric.conf"
@@ -71,26 +64,19 @@ def _send_and_check(gtools, tmp_path, sub, channel: str):
     assert got["ganglia.net.node01_monbus_test.t_derive"].meta["slope"] == "derivative"
 
 
-def test_listen_on_an_ipv4_multicast_group(relay, subscribe, gtools, tmp_path):
-    port = free_port(socket.SOCK_DGRAM, "0.0.0.0")
+@pytest.mark.parametrize("group,wildcard,listen", [
+    (V4_GROUP, "0.0.0.0", "{group}:{port}"),
+    (V6_GROUP, "::", "[{group}]:{port}"),
+], ids=["ipv4", "ipv6"])
+def test_listen_on_a_multicast_group(relay, subscribe, gtools, tmp_path, group, wildcard, listen):
+    port = free_port(socket.SOCK_DGRAM, wildcard)
     sub = subscribe("ganglia.**")
-    proc = _listener(relay, f"{V4_GROUP}:{port}", "--multicast-group", V4_GROUP)
+    proc = _listener(relay, listen.format(group=group, port=port), "--multicast-group", group)
     try:
         _send_and_check(gtools, tmp_path, sub,
-                        f"  mcast_join = {V4_GROUP}\n  port = {port}\n  ttl = 0\n")
+                        f"  mcast_join = {group}\n  port = {port}\n  ttl = 0\n")
     finally:
-        _stop(proc)
-
-
-def test_listen_on_an_ipv6_multicast_group(relay, subscribe, gtools, tmp_path):
-    port = free_port(socket.SOCK_DGRAM, "::")
-    sub = subscribe("ganglia.**")
-    proc = _listener(relay, f"[{V6_GROUP}]:{port}", "--multicast-group", V6_GROUP)
-    try:
-        _send_and_check(gtools, tmp_path, sub,
-                        f"  mcast_join = {V6_GROUP}\n  port = {port}\n  ttl = 0\n")
-    finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 def test_listen_on_ipv6_loopback(relay, subscribe, gtools, tmp_path):
@@ -100,7 +86,7 @@ def test_listen_on_ipv6_loopback(relay, subscribe, gtools, tmp_path):
     try:
         _send_and_check(gtools, tmp_path, sub, f"  host = ::1\n  port = {port}\n")
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 def test_derivative_slope_polled_from_gmond_xml(gmond, relay, subscribe, monbus, gtools,
