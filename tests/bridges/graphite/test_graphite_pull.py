@@ -1,8 +1,7 @@
-"""`monbus graphite pull` against a render API.  graphite-web is not installable here (not a
-Debian package of this image, not on the allowed PyPI list), so the server is a minimal
-stand-in for graphite-web's /render?format=json: it reads real whisper files (written with
-Graphite's whisper library) for plain-path targets, in graphite-web's JSON shape
-`[{"target", "tags", "datapoints": [[value, ts], ...]}]`, nulls included."""
+"""`monbus graphite pull`'s polling logic against a small render-API stand-in (it can fail on
+demand and serves plain-path targets from real whisper files, in graphite-web's JSON shape
+`[{"target", "tags", "datapoints": [[value, ts], ...]}]`, nulls included).  The real
+graphite-web, with Graphite functions, is in test_graphite_pull_web.py."""
 from __future__ import annotations
 
 import json
