@@ -144,9 +144,10 @@ def make_subscriber(connect, patterns, curve_server_key=None, curve_secret=None,
 
 
 def bind_udp(host: str, port: int, rcvbuf: int = 8 * 1024 * 1024,
-             multicast_group: str | None = None) -> socket.socket:
+             multicast_group: str | None = None, ifindex: int = 0) -> socket.socket:
     """A non-blocking UDP socket bound to host:port (IPv4 or IPv6), optionally joined to a
-    multicast group.  Raises click.ClickException with the reason."""
+    multicast group: on the interface the routing table picks, or on the interface with
+    index `ifindex` (ip_mreqn / ipv6_mreq).  Raises click.ClickException with the reason."""
     import ipaddress
     import struct
     try:
@@ -167,10 +168,13 @@ def bind_udp(host: str, port: int, rcvbuf: int = 8 * 1024 * 1024,
         if multicast_group:
             g = ipaddress.ip_address(multicast_group)
             if g.version == 4:
-                mreq = struct.pack("4s4s", g.packed, socket.inet_aton("0.0.0.0"))
+                if ifindex:
+                    mreq = struct.pack("4s4si", g.packed, bytes(4), ifindex)  # ip_mreqn
+                else:
+                    mreq = struct.pack("4s4s", g.packed, socket.inet_aton("0.0.0.0"))
                 s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
             else:
-                mreq = struct.pack("16sI", g.packed, 0)
+                mreq = struct.pack("16sI", g.packed, ifindex)
                 s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
         s.setblocking(False)
         return s

@@ -125,40 +125,6 @@ def _interface_index(name: str) -> int:
         raise click.ClickException(f"--interface {name!r}: no such network interface") from None
 
 
-def _bind_multicast(group: str, port: int, ifindex: int, ifname: str):
-    """A non-blocking UDP socket on group:port joined to the group on one interface (as
-    collectd's network plugin does for a <Listen> block with an Interface: ip_mreqn with the
-    interface index for IPv4, the index in ipv6_mreq for IPv6)."""
-    # core.options.bind_udp joins on the interface the routing table picks for the group;
-    # this is the same socket with the join on a given interface
-    import socket
-    import struct
-    g = ipaddress.ip_address(group)
-    fam = socket.AF_INET if g.version == 4 else socket.AF_INET6
-    s = socket.socket(fam, socket.SOCK_DGRAM)
-    try:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024 * 1024)
-        except OSError:
-            pass
-        if fam == socket.AF_INET6:
-            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        s.bind((group, port))
-        if fam == socket.AF_INET:
-            mreq = struct.pack("4s4si", g.packed, bytes(4), ifindex)  # struct ip_mreqn
-            s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
-        else:
-            mreq = struct.pack("16sI", g.packed, ifindex)  # struct ipv6_mreq
-            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
-        s.setblocking(False)
-        return s
-    except OSError as e:
-        s.close()
-        raise click.ClickException(f"cannot listen on {group}:{port} on interface "
-                                   f"{ifname}: {e}") from None
-
-
 @click.group()
 def cli():
     """collectd: the network plugin's protocol (with Sign/Encrypt) and the exec plugin."""
@@ -231,10 +197,9 @@ def listen(listen, security_level, auth_file, typesdb, no_system_typesdb, prefix
             group = host if ipaddress.ip_address(host).is_multicast else None
         except ValueError:
             group = None
-        if group and ifindex:
-            sockets.append(_bind_multicast(group, port, ifindex, interface))
-        else:
-            sockets.append(bind_udp(host, port, multicast_group=group))
+        # with --interface, the group is joined on it (collectd's Interface in a Listen block)
+        sockets.append(bind_udp(host, port, multicast_group=group,
+                                ifindex=ifindex if group else 0))
     inodes = socket_inodes(sockets)
     sender = make_sender(relay, spool, timeout, curve_server_key, curve_secret)
     counters = Counters("collectd")
