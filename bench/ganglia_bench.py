@@ -27,7 +27,7 @@ from pathlib import Path
 from pyexpat import ParserCreate
 
 from monbus.bridges.ganglia.listener import GmondListener
-from monbus.bridges.ganglia.pcap import read_udp
+from monbus.core.pcap import read_udp
 from monbus.bridges.ganglia.xmldump import XmlDumpParser
 
 ROOT = Path(__file__).resolve().parent.parent

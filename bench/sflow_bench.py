@@ -20,7 +20,7 @@ from pathlib import Path
 
 from monbus.bridges.sflow import datagram
 from monbus.bridges.sflow.datagram import SflowError, decode_datagram
-from monbus.bridges.sflow.pcap import udp_payloads
+from monbus.core.pcap import read_udp
 from monbus.bridges.sflow.pipeline import Pipeline
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,7 +34,7 @@ def corpus() -> list[bytes]:
     """Every well-formed sFlow v5 datagram of the corpus captures."""
     out = []
     for f in sorted(DATA.glob("*.pcap")) + sorted((DATA / "vectors").glob("*.pcap")):
-        for _, _, _, payload in udp_payloads(f.read_bytes()):
+        for *_, payload in read_udp(f.read_bytes()):
             try:
                 dg = decode_datagram(payload)
             except SflowError:

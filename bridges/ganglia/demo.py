@@ -8,7 +8,7 @@ from importlib import resources
 from monbus.core.options import make_sender
 
 from .listener import GmondListener
-from .pcap import read_udp
+from monbus.core.pcap import read_udp
 
 CAPTURE = "gmond372_local_xdr_capture.pcap"
 

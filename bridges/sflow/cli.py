@@ -208,7 +208,7 @@ def decode(files, prefix, max_flow_keys, interval, raw, now, send, relay, spool,
     Prints the lines (or sends them with --send) and reports malformed datagrams on stderr.
     Exits 1 if any datagram had errors.
     """
-    from .pcap import PcapError, udp_payloads
+    from monbus.core.pcap import PcapError, read_udp
     from .pipeline import Pipeline
     pipe = Pipeline(interval, prefix, max_flow_keys)
     sender = make_sender(relay, spool, timeout, curve_server_key, curve_secret) if send else None
@@ -220,14 +220,20 @@ def decode(files, prefix, max_flow_keys, interval, raw, now, send, relay, spool,
                 data = f.read()
         except OSError as e:
             raise click.ClickException(f"cannot read {path}: {e.strerror}") from None
+        cut = None
         if raw:
-            packets = [(os.path.getmtime(path), path, 0, data)]
+            packets = [(os.path.getmtime(path), path, data)]
         else:
+            packets = []
             try:
-                packets = list(udp_payloads(data))
+                for d in read_udp(data):
+                    packets.append((d.ts, d.src, d.payload))
             except PcapError as e:
-                raise click.ClickException(f"{path}: {e} (use --raw for bare datagrams)") from None
-        for ts, src, _port, payload in packets:
+                if not packets:
+                    raise click.ClickException(f"{path}: {e} (use --raw for bare datagrams)") \
+                        from None
+                cut = e   # the datagrams before the cut are decoded, the cut is reported
+        for ts, src, payload in packets:
             t = now if now is not None else ts
             lines, problems = pipe.feed(payload, t, src)
             for line in lines:
@@ -240,6 +246,9 @@ def decode(files, prefix, max_flow_keys, interval, raw, now, send, relay, spool,
             for notice in pipe.notices:
                 click.echo(f"monbus sflow decode: {path}: {notice}", err=True)
             pipe.notices.clear()
+        if cut is not None:
+            bad += 1
+            click.echo(f"monbus sflow decode: {path}: {cut}", err=True)
     for line in pipe.flush(0, final=True):
         out(line)
     if sender is not None:

@@ -8,7 +8,7 @@ from importlib import resources
 
 from monbus.core.bus import Sender
 
-from .pcap import udp_payloads
+from monbus.core.pcap import read_udp
 from .pipeline import Pipeline
 
 DEMO_FILES = ("demo_v4.pcap", "demo_v6.pcap")
@@ -20,7 +20,7 @@ def demo_lines(now: float) -> list[str]:
     lines: list[str] = []
     data = resources.files("monbus.bridges.sflow") / "data"
     for name in DEMO_FILES:
-        for _, src, _, payload in udp_payloads((data / name).read_bytes()):
+        for _, src, _, _, _, payload in read_udp((data / name).read_bytes()):
             lines += pipe.feed(payload, now, src)[0]
     lines += pipe.flush(now, final=True)
     return lines

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from monbus.bridges.ganglia import xdr
 from monbus.bridges.ganglia.listener import GmondListener
-from monbus.bridges.ganglia.pcap import PcapError, read_udp
+from monbus.core.pcap import PcapError, read_udp
 from monbus.core.line import decode
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "ganglia"

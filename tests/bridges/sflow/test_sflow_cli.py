@@ -43,7 +43,8 @@ def test_decode_refuses_a_non_pcap_file(monbus, tmp_path):
     bad = tmp_path / "x.pcapng"
     bad.write_bytes(b"\x0a\x0d\x0d\x0a" + bytes(40))
     r = monbus("sflow", "decode", bad)
-    assert r.returncode != 0 and "pcapng is not supported" in r.stderr
+    assert r.returncode != 0 and "bad byte-order magic 00000000" in r.stderr
+    assert "use --raw for bare datagrams" in r.stderr
     assert "Traceback" not in r.stderr
 
 
@@ -62,3 +63,21 @@ def test_decode_send_puts_the_lines_on_the_bus(monbus, relay, subscribe):
         return "sflow.192_168_119_184.if3.if.in_octets;ifname=eno1" in series
     wait_for(arrived, timeout=15, what="the decoded lines on the bus")
     assert series["sflow.192_168_119_184.if3.if.in_octets;ifname=eno1"] == 3910
+
+
+def test_decode_cut_capture_keeps_the_datagrams_before_the_cut(monbus, tmp_path):
+    whole = (DATA / "tcpdump_sflow-print-v6.pcap").read_bytes()
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(whole[:-10])
+    full = monbus("sflow", "decode", DATA / "tcpdump_sflow-print-v6.pcap", "--interval", "60")
+    r = monbus("sflow", "decode", cut, "--interval", "60")
+    assert r.returncode == 1
+    assert "cut: " in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stdout.splitlines()) > 0.8 * len(full.stdout.splitlines())
+
+
+def test_decode_reads_pcapng(monbus):
+    # ndpi's sFlow capture exists as pcap only; collectd's pcapng shows the format is read
+    r = monbus("sflow", "decode", DATA.parent / "collectd" / "ndpi_collectd.pcap")
+    assert "pcapng is not supported" not in r.stderr
+    assert "not sFlow v5" in r.stderr          # read, then refused by the sFlow decoder
