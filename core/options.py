@@ -228,20 +228,55 @@ def run_daemon(sender, counters, sockets=(), on_readable=None, on_tick=None,
             on_tick(time.time())
         if now >= next_metrics:
             next_metrics = now + selfmetrics_interval
-            counters.set("in_flight", sender.in_flight)
-            for k in ("spooled_lines", "lost_lines"):
-                counters.set(k, sender.stats[k])
-            for line in counters.lines(time.time()):
-                sender.add(line)
+            publish_selfmetrics(sender, counters)
         sender.tick()
     if on_tick is not None:
         on_tick(time.time())
     if on_stop is not None:
         on_stop(time.time())
+    publish_selfmetrics(sender, counters)
+    return sender.close()
+
+
+def publish_selfmetrics(sender, counters, before=None) -> None:
+    """One round of a daemon's self-metrics: its counters, with the sender's in-flight,
+    spooled and lost lines (so a drop is never silent); `before()` sets bridge-specific ones."""
+    if before is not None:
+        before()
     counters.set("in_flight", sender.in_flight)
+    for k in ("spooled_lines", "lost_lines"):
+        counters.set(k, sender.stats[k])
     for line in counters.lines(time.time()):
         sender.add(line)
-    return sender.close()
+
+
+def stop_event():
+    """An asyncio.Event set by SIGTERM/SIGINT, on the running loop (the asyncio Stopper)."""
+    import asyncio
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def tick_until(stop, sender, counters, selfmetrics_interval: float = 10.0,
+                     before_metrics=None) -> None:
+    """run_daemon's housekeeping for asyncio bridges (SNMP's poller and trap receiver): tick
+    the sender every 50 ms and publish self-metrics every `selfmetrics_interval` seconds until
+    `stop` is set, then once more.  The caller closes the sender."""
+    import asyncio
+    next_metrics = time.monotonic() + selfmetrics_interval
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), 0.05)
+        except asyncio.TimeoutError:
+            pass
+        sender.tick()
+        if time.monotonic() >= next_metrics:
+            next_metrics = time.monotonic() + selfmetrics_interval
+            publish_selfmetrics(sender, counters, before_metrics)
+    publish_selfmetrics(sender, counters, before_metrics)
 
 
 def env_flag(name: str) -> bool:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import sys
 import time
 from dataclasses import replace
 
 from monbus.core.line import Line, Sanitizer, encode
+from monbus.core.options import stop_event, tick_until
 from monbus.core.selfmetrics import Counters
 
 from .poller import Poller, PollResult
@@ -116,25 +116,6 @@ class _Progress:
             sys.stderr.write("\n")
 
 
-async def _ticker(sender, counters: Counters, stop: asyncio.Event, metrics_interval: float,
-                  poller=None):
-    next_metrics = time.monotonic() + metrics_interval
-    while not stop.is_set():
-        try:
-            await asyncio.wait_for(stop.wait(), 0.05)
-        except asyncio.TimeoutError:
-            pass
-        sender.tick()
-        if time.monotonic() >= next_metrics:
-            next_metrics = time.monotonic() + metrics_interval
-            counters.set("in_flight", sender.in_flight)
-            if poller is not None:
-                for k, v in poller.stats.items():
-                    counters.set(k, v)
-            for line in counters.lines(time.time()):
-                sender.add(line)
-
-
 async def poll_once(targets, publisher: Publisher, concurrency: int, progress: bool,
                     engine: str = "auto"):
     """Poll every target once, concurrently; publish each as soon as it is done."""
@@ -160,10 +141,11 @@ async def poll_forever(targets, publisher: Publisher, concurrency: int,
                        metrics_interval: float = 10.0, on_cycle=None, engine: str = "auto"):
     """Poll each schedule entry every its interval until SIGTERM/SIGINT."""
     poller = Poller(concurrency, engine)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_event()
+
+    def poller_stats():
+        for k, v in poller.stats.items():
+            publisher.counters.set(k, v)
 
     async def run(t):
         next_at = time.monotonic()
@@ -186,8 +168,8 @@ async def poll_forever(targets, publisher: Publisher, concurrency: int,
                 pass
 
     tasks = [asyncio.create_task(run(t)) for t in targets]
-    ticker = asyncio.create_task(_ticker(publisher.sender, publisher.counters, stop,
-                                         metrics_interval, poller))
+    ticker = asyncio.create_task(tick_until(stop, publisher.sender, publisher.counters,
+                                            metrics_interval, poller_stats))
     await stop.wait()
     for task in tasks:
         task.cancel()

@@ -9,9 +9,7 @@ published as self-metrics.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 import socket
 import time
 
@@ -22,6 +20,7 @@ from pysnmp.entity.rfc3413 import ntfrcv
 from pysnmp.proto import rfc1902
 
 from monbus.core.line import encode, sanitize
+from monbus.core.options import stop_event, tick_until
 
 from .pysnmp_glue import AUTH_PROTOCOLS, PRIV_PROTOCOLS, neutral
 from .targets import AUTH, PRIV, TargetError, _norm_choice
@@ -155,30 +154,14 @@ async def run(socks, communities, users, names, sender, counters,
     """Receive on the bound sockets until SIGTERM/SIGINT; tick the sender; publish
     self-metrics."""
     rx = TrapReceiver(socks, communities, users, names, sender.add, counters)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    if ready:
-        ready()
-    next_metrics = time.monotonic() + metrics_interval
-    try:
-        while not stop.is_set():
-            try:
-                await asyncio.wait_for(stop.wait(), 0.05)
-            except asyncio.TimeoutError:
-                pass
-            sender.tick()
-            if time.monotonic() >= next_metrics:
-                next_metrics = time.monotonic() + metrics_interval
-                for k, v in rx.drop_stats().items():
-                    counters.set(f"dropped_{k}", v)
-                counters.set("in_flight", sender.in_flight)
-                for line in counters.lines(time.time()):
-                    sender.add(line)
-    finally:
+    stop = stop_event()
+
+    def drop_stats():
         for k, v in rx.drop_stats().items():
             counters.set(f"dropped_{k}", v)
-        for line in counters.lines(time.time()):
-            sender.add(line)
+    if ready:
+        ready()
+    try:
+        await tick_until(stop, sender, counters, metrics_interval, drop_stats)
+    finally:
         rx.close()

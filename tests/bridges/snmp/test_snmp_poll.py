@@ -327,6 +327,7 @@ def test_daemon_polls_repeatedly_and_stops_cleanly(snmpd, relay, subscribe):
     from helpers import monbus_cmd
     agent = snmpd()
     sub = subscribe("snmp.**")
+    own = subscribe("monbus.*.snmp.*")
     p = subprocess.Popen(monbus_cmd() + ["snmp", "poll", "--relay", relay.input, "--interval",
                                          "1", "-m", "system", "--name", "d", agent.address],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -338,6 +339,13 @@ def test_daemon_polls_repeatedly_and_stops_cleanly(snmpd, relay, subscribe):
     assert p.returncode == 0, err
     ups = [ln.value for ln in lines if ln.path == "snmp.d.system.sysUpTime"]
     assert len(ups) >= 2 and ups[-1] > ups[0]
+    # at the stop, the self-metrics go out once more: the sender's losses and the poller's own
+    mine = {}
+    deadline = time.monotonic() + 20
+    while "lost_lines" not in mine and time.monotonic() < deadline:
+        mine.update((ln.path.rsplit(".", 1)[1], ln.value) for ln in own.recv_lines(0.3) or [])
+    assert mine.get("lost_lines") == 0 and mine.get("spooled_lines") == 0, mine
+    assert mine.get("polls", 0) >= 2 and mine.get("bad_responses") == 0, mine
 
 
 def test_bad_input_is_one_line_error(monbus, tmp_path):

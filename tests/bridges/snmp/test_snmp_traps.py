@@ -192,6 +192,7 @@ def test_dropped_datagrams_are_counted_in_self_metrics(relay, subscribe, tmp_pat
     assert m["dropped_snmpInBadCommunityNames"] == 1
     assert m["dropped_snmpInASNParseErrs"] == 1
     assert m["traps_v2c"] == 1
+    assert m["lost_lines"] == 0 and m["spooled_lines"] == 0 and "in_flight" in m
     assert sum(1 for ln in before + got if ".trap." in ln.path) == 1
 
 
