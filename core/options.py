@@ -9,6 +9,7 @@ its Sender, publishes self-metrics every 10 s and stops cleanly on SIGTERM/SIGIN
 """
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
@@ -179,7 +180,9 @@ def bind_udp(host: str, port: int, rcvbuf: int = 8 * 1024 * 1024,
         s.setblocking(False)
         return s
     except (OSError, ValueError) as e:
-        raise click.ClickException(f"cannot listen on {host}:{port}: {e}") from None
+        busy = isinstance(e, OSError) and e.errno == errno.EADDRINUSE
+        hint = " (the tool itself or another listener has it? pick another port)" if busy else ""
+        raise click.ClickException(f"cannot listen on {host}:{port}: {e}{hint}") from None
 
 
 class Stopper:

@@ -1,7 +1,6 @@
 """`monbus ganglia`: poll gmond/gmetad XML, listen to gmond's UDP packets, emit to gmond."""
 from __future__ import annotations
 
-import errno
 import logging
 import socket
 import time
@@ -38,28 +37,6 @@ def _publish(sender, lines, counters, report, where: str) -> None:
         except LineError as e:
             counters.inc("bad_lines")
             report("bad_lines", f"{where}: line refused: {e}")
-
-
-def _bind_unicast(host: str, port: int, rcvbuf: int = 8 * 1024 * 1024) -> socket.socket:
-    """A non-blocking UDP socket on host:port *without* SO_REUSEADDR: on a unicast port a
-    second socket with SO_REUSEADDR would silently take datagrams meant for a gmond that
-    shares the port; without it, the clash is a clear error instead."""
-    try:
-        fam, _, _, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
-        s = socket.socket(fam, socket.SOCK_DGRAM)
-        try:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        except OSError:
-            pass
-        if fam == socket.AF_INET6:
-            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        s.bind(addr)
-        s.setblocking(False)
-        return s
-    except OSError as e:
-        hint = " (a gmond on it? pick another port)" if e.errno == errno.EADDRINUSE else ""
-        raise click.ClickException(f"cannot listen on {host}:{port}: {e.strerror or e}{hint}") \
-            from None
 
 
 _size = size_callback()
@@ -226,10 +203,7 @@ def listen(listen, relay, spool, timeout, curve_server_key, curve_secret, multic
     """
     from .listener import GmondListener
     sender = make_sender(relay, spool, timeout, curve_server_key, curve_secret)
-    if multicast_group:
-        socks = [bind_udp(h, p, multicast_group=multicast_group) for h, p in listen]
-    else:
-        socks = [_bind_unicast(h, p) for h, p in listen]
+    socks = [bind_udp(h, p, multicast_group=multicast_group) for h, p in listen]
     counters = Counters("ganglia_listen")
     report = _Reporter()
     state = GmondListener(cluster, host_tmax=host_tmax, pending_ttl=pending_ttl)
