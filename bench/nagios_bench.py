@@ -98,7 +98,8 @@ def bench_hook() -> dict:
 
 
 def _corpus_file(hosts: int = 500, cycles: int = 4) -> str:
-    rows = [json.loads(x) for x in (ROOT / "tests/data/nagios/perfdata_samples.jsonl").open()]
+    rows = [json.loads(x) for x in
+            (ROOT / "tests/data/nagios/perfdata_samples.jsonl").read_text().splitlines()]
     from monbus.bridges.nagios.perfdata import split_output
     real = [r for r in rows if r["id"] in ("local-check_load", "local-check_icmp",
                                            "local-check_http", "local-check_disk",

@@ -1209,7 +1209,7 @@ def _chunk_plan(keys: list, plan: tuple | None) -> tuple | None:
             parts.append(f"{re.escape(k)}::{value}")
     n = len(groups)  # the empty last group
     cplan = None
-    if len(set(keys)) == len(keys) and len(keys) <= 64:
+    if len(set(keys)) == len(keys) and len(keys) <= 64 and all(k.isascii() for k in keys):
         # the same fields for the C module (_fastspool.c run()): `KEY::` of each field, the
         # DATATYPE it takes, and where the fields are (-1: absent)
         st_key = f"{kind}STATEID" if f"{kind}STATEID" in keys else f"{kind}STATE"
