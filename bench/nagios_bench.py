@@ -34,11 +34,11 @@ MONBUS = str(Path(PY).parent / "monbus")
 RUNS = int(os.environ.get("BENCH_RUNS", "21"))
 
 
-def _wall(cmd, env=None) -> tuple[float, float]:
+def _wall(cmd, env=None, stderr=None) -> tuple[float, float]:
     """(wall seconds, CPU seconds user+system) of one run of cmd."""
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env, stderr=stderr)
     wall = time.perf_counter() - t
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
@@ -271,7 +271,7 @@ def bench_command(runs: int = 5, copies: int = 20) -> dict:
             (d / "service-perfdata.1").write_text(data)
         e = dict(env, PYTHONPATH=f"{tree}{os.pathsep}{site_dir}")
         got = _wall([PY, "-m", "monbus.core.cli", "nagios", "spool", "--once", "--relay", inp,
-                     str(d)], e)
+                     str(d)], e, subprocess.DEVNULL)
         assert not any(d.iterdir()), "the file was not consumed"
         return got
 
