@@ -18,9 +18,11 @@
  * indices (-1: absent) of DATATYPE, HOSTNAME, SERVICEDESC, perfdata, state, state type,
  * output, long output, TIMET); checks: {check key: LineMaker check list}, where
  * check[0] = line prefix, check[1] = topic, check[2] = label Namer (its `generation`),
- * check[5] = the generation the skeleton was learnt at, check[7] = the skeleton for C:
- * (literals (n + 1 str), heads (n str), tails (n str), conversions (n: None | (decimal
- * shift, binary factor))).
+ * check[5] = the generation the skeleton was learnt at, check[7] = the skeleton for C, one
+ * bytes object (perfdata.py _c_skeleton: a record then reads one object, not ~20 scattered
+ * ones: the cache misses cost more than the work): item count, prefix, topic, literal 0,
+ * then per item its head, tail, scaled flag, decimal shift, binary factor and the literal
+ * after it; or None (then only records without perfdata are made here).
  *
  * The conservative subset (anything else is "not handled"): exactly the plan's fields in
  * order; DATATYPE equal to the wanted one; a known check; state among 0-3 / OK / WARNING /
@@ -637,7 +639,8 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_fastspool",
-    "The C fast way of monbus nagios spool (see bridges/nagios/_fastspool.c).", -1, methods
+    "The C fast way of monbus nagios spool (see bridges/nagios/_fastspool.c).", -1, methods,
+    NULL, NULL, NULL, NULL
 };
 
 PyMODINIT_FUNC PyInit__fastspool(void)
