@@ -221,13 +221,18 @@ def bench_spool(repeats: int = 11) -> dict:
     return med
 
 
-def _tree(ref: str | None) -> Path:
+def _tree(ref: str | None, with_c: bool = True) -> Path:
     """A tree for PYTHONPATH holding `monbus` (core/ of this checkout, and bridges/ of this
-    checkout or, with `ref`, of that git commit: `git archive`), so two versions run alike."""
+    checkout, without its C modules if not `with_c`, or, with `ref`, of that git commit:
+    `git archive`), so the versions run alike."""
+    import shutil
     tree = Path(tempfile.mkdtemp(prefix="monbus-bench-tree-"))
     (tree / "monbus").mkdir()
     (tree / "monbus" / "core").symlink_to(ROOT / "core")
-    if ref is None:
+    if ref is None and not with_c:
+        shutil.copytree(ROOT / "bridges", tree / "monbus" / "bridges",
+                        ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+    elif ref is None:
         (tree / "monbus" / "bridges").symlink_to(ROOT / "bridges")
     else:
         tar = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "bridges"],
@@ -241,7 +246,8 @@ def bench_command(runs: int = 5, copies: int = 20) -> dict:
     of the spool process (user+sys, start-up included) and its wall time, on a file of
     `copies` x the decoder's file (each copy's perfdata numbers drawn anew), beside the bare
     loop over the same text and the command on an empty directory (start-up alone).  With
-    BENCH_NAGIOS_OLD=<git ref> (e.g. main) the bridges of that ref run too, interleaved."""
+    BENCH_NAGIOS_OLD=<git ref> (e.g. main) the bridges of that ref run too, interleaved; and
+    always this checkout without its C module (as installed without a compiler)."""
     import socket
     import zmq
     from monbus.core.bus import Sender
@@ -259,7 +265,8 @@ def bench_command(runs: int = 5, copies: int = 20) -> dict:
                               "--no-hold", "--spool", str(tmp / "relay-spool")],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     site_dir = str(Path(zmq.__file__).parent.parent)
-    versions = {"this checkout": _tree(None)}
+    versions = {"this checkout": _tree(None),
+                "this checkout without its C module": _tree(None, with_c=False)}
     old = os.environ.get("BENCH_NAGIOS_OLD")
     if old:
         versions[old] = _tree(old)
@@ -305,13 +312,13 @@ def bench_command(runs: int = 5, copies: int = 20) -> dict:
           f"({text.count(chr(10))} records) per run, median of {runs} interleaved runs, load "
           f"average {load[0]:.1f} -> {load[1]:.1f} (items per CPU-second of the spool process, "
           f"user+sys, start-up included; x the bare loop's median):")
-    print(f"  {'bare split+float loop':52s} {bare:12,.0f} items/s  1.00x")
+    print(f"  {'bare split+float loop':60s} {bare:12,.0f} items/s  1.00x")
     for k, (w, c) in med.items():
         if k.startswith("monbus"):
-            print(f"  {k:52s} {items / c:12,.0f} items/s {items / c / bare:5.2f}x   "
+            print(f"  {k:60s} {items / c:12,.0f} items/s {items / c / bare:5.2f}x   "
                   f"CPU {c:5.2f} s, wall {w:5.2f} s")
         elif k.startswith("start-up"):
-            print(f"  {k:52s} {'':21s}   CPU {c:5.2f} s, wall {w:5.2f} s")
+            print(f"  {k:60s} {'':21s}   CPU {c:5.2f} s, wall {w:5.2f} s")
     return med
 
 
