@@ -900,8 +900,9 @@ class LineMaker:
         out: list[str] = []
         if perf:
             sm = c[3]
-            m = sm(perf) if sm is not None else None
-            if m is not None and c[5] == c[2].generation:
+            # (a skeleton of an earlier generation of the label names is stale: relearnt)
+            m = sm(perf) if sm is not None and c[5] == c[2].generation else None
+            if m is not None:
                 # the same items as last time, only the numbers differ (see _learn)
                 out = _skeleton_lines(c[4], m.groups(), ts)
                 if out is None:

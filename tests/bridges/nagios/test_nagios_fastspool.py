@@ -159,6 +159,29 @@ def test_unknown_templates_and_bad_records():
         assert _handled_by_c(maker, "\n".join(good)) == len(good)
 
 
+@pytest.mark.parametrize("use_c", [True, False])
+def test_forgotten_label_names_leave_the_check_to_python(use_c):
+    """A check's label namer that forgot its names (past max_names: a new generation) makes
+    its skeleton stale: the C module leaves the record to record(), which relearns it.
+    Regression (found by this test): record() then dropped the check's items for good (a
+    stale skeleton that matched was neither used nor relearnt)."""
+    raws = [TPL.format(t=1700000000 + i, host="h", svc="s", perf=f"a={i};1;2 b={i}.5ms",
+                       state=0, output="OK") for i in range(4)]
+    text = "\n".join(raws)
+    maker = LineMaker()
+    maker.use_c = use_c
+    for _ in range(2):
+        maker.feed(text, 0, [], lambda t, ls: None, [], [])
+    (c,) = maker._checks.values()
+    labels = c[2]
+    labels._forward.clear()
+    labels.generation += 1
+    assert _fed(maker, text, 0) == _general_chunk(LineMaker(fast=False), text, 0)
+    assert c[5] == labels.generation  # relearnt by the first record
+    if FAST is not None and use_c:
+        assert _handled_by_c(maker, text) == len(raws)
+
+
 def test_real_files_go_through_c():
     """The Nagios 4 capture and the benchmark's file of real plugin outputs: the same lines
     as Python, and (warm) every record made by the C module."""
