@@ -2,9 +2,12 @@
 
 `monbus.core._fastline` makes `monbus send` validate and group its input at C speed
 (core/_fastline.c).  It is optional: without a C compiler the install goes on and
-core/line.py uses its Python path, which gives the same result.
+core/line.py uses its Python path, which gives the same result.  Likewise
+`monbus.bridges.nagios._fastspool` (bridges/nagios/_fastspool.c) for `monbus nagios spool`.
 """
 from setuptools import Extension, setup
 
 setup(ext_modules=[Extension("monbus.core._fastline", ["core/_fastline.c"], optional=True,
-                             extra_compile_args=["-O2"])])
+                             extra_compile_args=["-O2"]),
+                   Extension("monbus.bridges.nagios._fastspool", ["bridges/nagios/_fastspool.c"],
+                             optional=True, extra_compile_args=["-O2"])])

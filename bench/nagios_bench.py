@@ -8,8 +8,12 @@
    plugin outputs (the corpus' monitoring-plugins samples, 5 services x 500 hosts), beside a
    bare split-and-float loop over the same text (the least any Python parser must do); the
    same with every perfdata number drawn anew (no figure may come from repeating numbers);
-   and end to end into a real relay (sender thread's CPU time).  `python bench/nagios_bench.py
-   spool` runs only this part.
+   and end to end into a real relay (sender thread's CPU time).
+3. The whole command: `monbus nagios spool --once` on a file of 440,000 items (the file of 2.
+   x 20, numbers drawn anew in each copy) into a relay process: items per CPU-second of the
+   spool process (start-up included) and its wall time, beside the bare loop in the same run
+   and the command on an empty directory.  BENCH_NAGIOS_OLD=main runs main's bridges beside
+   this checkout's.  `python bench/nagios_bench.py spool` runs 2 and 3, `... command` only 3.
 """
 from __future__ import annotations
 
@@ -30,11 +34,11 @@ MONBUS = str(Path(PY).parent / "monbus")
 RUNS = int(os.environ.get("BENCH_RUNS", "21"))
 
 
-def _wall(cmd, env=None) -> tuple[float, float]:
+def _wall(cmd, env=None, stderr=None) -> tuple[float, float]:
     """(wall seconds, CPU seconds user+system) of one run of cmd."""
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env, stderr=stderr)
     wall = time.perf_counter() - t
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
@@ -98,7 +102,8 @@ def bench_hook() -> dict:
 
 
 def _corpus_file(hosts: int = 500, cycles: int = 4) -> str:
-    rows = [json.loads(x) for x in (ROOT / "tests/data/nagios/perfdata_samples.jsonl").open()]
+    rows = [json.loads(x) for x in
+            (ROOT / "tests/data/nagios/perfdata_samples.jsonl").read_text().splitlines()]
     from monbus.bridges.nagios.perfdata import split_output
     real = [r for r in rows if r["id"] in ("local-check_load", "local-check_icmp",
                                            "local-check_http", "local-check_disk",
@@ -152,6 +157,9 @@ class _Null:
         pass
 
     def add_many(self, topic, lines):
+        pass
+
+    def add_body(self, topic, body, nlines):
         pass
 
     def tick(self):
@@ -213,9 +221,113 @@ def bench_spool(repeats: int = 11) -> dict:
     return med
 
 
+def _tree(ref: str | None, with_c: bool = True) -> Path:
+    """A tree for PYTHONPATH holding `monbus` (core/ of this checkout, and bridges/ of this
+    checkout, without its C modules if not `with_c`, or, with `ref`, of that git commit:
+    `git archive`), so the versions run alike."""
+    import shutil
+    tree = Path(tempfile.mkdtemp(prefix="monbus-bench-tree-"))
+    (tree / "monbus").mkdir()
+    (tree / "monbus" / "core").symlink_to(ROOT / "core")
+    if ref is None and not with_c:
+        shutil.copytree(ROOT / "bridges", tree / "monbus" / "bridges",
+                        ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+    elif ref is None:
+        (tree / "monbus" / "bridges").symlink_to(ROOT / "bridges")
+    else:
+        tar = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "bridges"],
+                             check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(tree / "monbus")], input=tar, check=True)
+    return tree
+
+
+def bench_command(runs: int = 5, copies: int = 20) -> dict:
+    """The whole `monbus nagios spool --once DIR` into a relay process: items per CPU-second
+    of the spool process (user+sys, start-up included) and its wall time, on a file of
+    `copies` x the decoder's file (each copy's perfdata numbers drawn anew), beside the bare
+    loop over the same text and the command on an empty directory (start-up alone).  With
+    BENCH_NAGIOS_OLD=<git ref> (e.g. main) the bridges of that ref run too, interleaved; and
+    always this checkout without its C module (as installed without a compiler)."""
+    import socket
+    import zmq
+    from monbus.core.bus import Sender
+    base = _corpus_file()
+    text = "".join(_vary_numbers(base, seed) for seed in range(copies))
+    items = _bare(text)
+    tmp = Path(tempfile.mkdtemp(prefix="monbus-bench-spool-"))
+    ports = []
+    for _ in range(2):
+        with socket.socket() as sk:
+            sk.bind(("127.0.0.1", 0))
+            ports.append(sk.getsockname()[1])
+    inp, out = (f"tcp://127.0.0.1:{p}" for p in ports)
+    relay = subprocess.Popen([MONBUS, "relay", "--input", inp, "--output", out, "--retain", "0",
+                              "--no-hold", "--spool", str(tmp / "relay-spool")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    site_dir = str(Path(zmq.__file__).parent.parent)
+    versions = {"this checkout": _tree(None),
+                "this checkout without its C module": _tree(None, with_c=False)}
+    old = os.environ.get("BENCH_NAGIOS_OLD")
+    if old:
+        versions[old] = _tree(old)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+    def spool(tree: Path, data: str | None) -> tuple[float, float]:
+        d = Path(tempfile.mkdtemp(dir=tmp))
+        if data is not None:
+            (d / "service-perfdata.1").write_text(data)
+        e = dict(env, PYTHONPATH=f"{tree}{os.pathsep}{site_dir}")
+        got = _wall([PY, "-m", "monbus.core.cli", "nagios", "spool", "--once", "--relay", inp,
+                     str(d)], e, subprocess.DEVNULL)
+        assert not any(d.iterdir()), "the file was not consumed"
+        return got
+
+    try:
+        # the relay is up once a line is acknowledged
+        probe = Sender(inp, None, 30.0)
+        probe.add("nagios.bench.probe.x 1 1")
+        assert probe.close()["acked_lines"] == 1, "the relay did not start"
+        for tree in versions.values():  # warm the page cache and .pyc files
+            spool(tree, base)
+        res: dict = {"bare split+float loop": []}
+        for name in versions:
+            res[f"monbus nagios spool ({name})"] = []
+            res[f"start-up alone, empty directory ({name})"] = []
+        load = [os.getloadavg()[0]]
+        for _ in range(runs):
+            t = time.thread_time()
+            _bare(text)
+            res["bare split+float loop"].append((0.0, time.thread_time() - t))
+            for name, tree in versions.items():
+                res[f"monbus nagios spool ({name})"].append(spool(tree, text))
+                res[f"start-up alone, empty directory ({name})"].append(spool(tree, None))
+        load.append(os.getloadavg()[0])
+    finally:
+        relay.terminate()
+        relay.wait(10)
+    med = {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v))
+           for k, v in res.items()}
+    bare = items / med["bare split+float loop"][1]
+    print(f"monbus nagios spool --once, the whole command into a relay process: {items} items "
+          f"({text.count(chr(10))} records) per run, median of {runs} interleaved runs, load "
+          f"average {load[0]:.1f} -> {load[1]:.1f} (items per CPU-second of the spool process, "
+          f"user+sys, start-up included; x the bare loop's median):")
+    print(f"  {'bare split+float loop':60s} {bare:12,.0f} items/s  1.00x")
+    for k, (w, c) in med.items():
+        if k.startswith("monbus"):
+            print(f"  {k:60s} {items / c:12,.0f} items/s {items / c / bare:5.2f}x   "
+                  f"CPU {c:5.2f} s, wall {w:5.2f} s")
+        elif k.startswith("start-up"):
+            print(f"  {k:60s} {'':21s}   CPU {c:5.2f} s, wall {w:5.2f} s")
+    return med
+
+
 if __name__ == "__main__":
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.1f}")
-    bench_spool()
-    if sys.argv[1:] != ["spool"]:
+    if sys.argv[1:] in ([], ["spool"]):
+        bench_spool()
+    if sys.argv[1:] in ([], ["spool"], ["command"]):
+        bench_command(int(os.environ.get("BENCH_COMMAND_RUNS", "5")))
+    if sys.argv[1:] == []:
         bench_hook()

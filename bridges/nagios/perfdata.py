@@ -361,6 +361,7 @@ def sanitize(name: str) -> str:
 class Namer:
     """Foreign names -> path components that never collide silently (the core Sanitizer's
     scheme: a later name that sanitises to a taken component gets `_x<8 hex of sha1>`)."""
+    __slots__ = ("_forward", "_owner", "_reserved", "collisions", "generation", "_max")
 
     def __init__(self, reserved=(), max_names: int = 100_000):
         self._forward: dict[str, str] = {}
@@ -456,6 +457,7 @@ class LineMaker:
         self._last_ts_text = ""
         self.unknown_values = 0
         self.fast = fast
+        self.use_c = True  # the C module, when built (feed; tests switch it off)
 
     def prefix(self, host: str, service: str | None, tags: str = "") -> tuple[str, str, Namer]:
         """('nagios.<host>.<service>.', topic, label namer) for a check."""
@@ -614,10 +616,13 @@ class LineMaker:
         return self.lines(record_result(fields, now), errors)
 
     def feed(self, text: str, now: float, errors: list, emit, bad: list,
-             marks: list) -> tuple[int, int]:
-        """Every record of a chunk of perfdata-file text: emit(topic, lines) for each good one;
-        (record text, problem) appended to `bad` for each unusable one; item problems appended
-        to `errors`, and (topic, first, end) of them to `marks`.  Returns (records, lines).
+             marks: list, emit_body=None) -> tuple[int, int]:
+        """Every record of a chunk of perfdata-file text: emit(topic, lines) for good ones (or
+        emit_body(topic, lines joined by newlines, number of lines), if given); (record text,
+        problem) appended to `bad` for each unusable one; item problems appended to `errors`,
+        and (topic, first, end) of them to `marks`.  Returns (records, lines).  The lines of a
+        topic come in the order of the records; those of different topics may be reordered
+        (each call emits a window's lines topic by topic).
 
         Strategy: a chunk of a perfdata file is thousands of lines of one template.  When its
         first line has a remembered shape (see record), one C call (findall of the shape as a
@@ -626,17 +631,33 @@ class LineMaker:
         skeleton (_learn) into lines.  Any other record takes the way of record() (which learns
         the check); a window the regex does not account for line by line (an empty line, a
         line of another shape), or a chunk with a `\r`, goes line by line through record().
-        The lines are the same either way (tests/bridges/nagios/test_nagios_records_fast.py)."""
+        The lines are the same either way (tests/bridges/nagios/test_nagios_records_fast.py).
+
+        With the C module (_fastspool.c, when built), the records of a chunk with a known shape
+        go through _feed_c instead: the same lines, made in C for the records the loop of
+        _feed_window would make at once, and by record() for any other."""
         chunk = None
-        if self.fast and self._shapes and "\r" not in text:
+        matched = False
+        if self.fast and "\r" not in text:
             nl = text.find("\n")
             first = text[:nl] if nl >= 0 else text
             for keys, match, plan in self._shapes:
                 if match(first) is not None:
+                    matched = True
                     chunk = self._chunk_plans.get(id(match), 0)
                     if chunk == 0:
                         chunk = self._chunk_plans[id(match)] = _chunk_plan(keys, plan)
                     break
+            if not matched and 0 <= nl < len(text) - 1 and len(self._shapes) < 8:
+                # (the first chunk of a file: its first line teaches record() the shape, so
+                # that the rest of the chunk need not go line by line)
+                r, n = self._feed_lines([first], now, errors, emit, bad, marks)
+                if any(m(first) is not None for _, m, _ in self._shapes):
+                    r2, n2 = self.feed(text[nl + 1:], now, errors, emit, bad, marks, emit_body)
+                    return r + r2, n + n2
+                r2, n2 = self._feed_lines(text[nl + 1:].split("\n"), now, errors, emit, bad,
+                                          marks)
+                return r + r2, n + n2
         if chunk is None:
             return self._feed_lines(text.split("\n"), now, errors, emit, bad, marks)
         # in windows of about 64 KB, cut at line ends, so that the rows of a window stay in
@@ -644,16 +665,81 @@ class LineMaker:
         end = len(text) - 1 if text.endswith("\n") else len(text)
         records = lines_out = start = 0
         now_ts = format_number(float(int(now)))
+        fast = _fastspool_module() if chunk[4] is not None and self.use_c else None
+        if fast is not None:
+            if emit_body is None:
+                def emit_body(topic, body, n):
+                    emit(topic, body.split("\n"))
+            got = self._feed_c(fast.run, text, 0, end, chunk, now, now_ts, errors, emit,
+                               emit_body, bad, marks)
+            if got is not None:
+                return got
         while start < end:
             stop = text.find("\n", start + _WINDOW, end)
             if stop < 0:
                 stop = end
-            r, n = self._feed_window(text, start, stop, chunk, now, now_ts, errors, emit, bad,
-                                     marks)
-            records += r
-            lines_out += n
+            got = None
+            if fast is not None:
+                # (a text of chars beyond U+00FF: a window of it may be all Latin-1)
+                part = text[start:stop]
+                got = self._feed_c(fast.run, part, 0, len(part), chunk, now, now_ts, errors,
+                                   emit, emit_body, bad, marks)
+            if got is None:
+                got = self._feed_window(text, start, stop, chunk, now, now_ts, errors, emit, bad,
+                                        marks)
+            records += got[0]
+            lines_out += got[1]
             start = stop + 1
         return records, lines_out
+
+    def _feed_c(self, run, text, pos, end, chunk, now, now_ts, errors, emit, emit_body, bad,
+                marks):
+        """feed() for the lines of text[pos:end] through the C module: (records, lines), or
+        None (nothing done) when the text is not one the C module reads (chars beyond U+00FF).
+        The C module stops at each record it does not make lines of; record() does that one."""
+        checks = self._chunk_checks
+        cplan, is_host = chunk[4], chunk[3]
+        records = lines_out = 0
+        while True:
+            got = run(text, pos, end, cplan, checks, now_ts)
+            if got is None:
+                return None
+            pos, r, n, bodies, key = got
+            records += r
+            lines_out += n
+            for topic, body, k in bodies:
+                emit_body(topic, body, k)
+            if pos >= end:
+                return records, lines_out
+            nl = text.find("\n", pos, end)
+            if nl < 0:
+                nl = end
+            raw = text[pos:nl]
+            pos = nl + 1
+            if raw:
+                records += 1
+                n_err = len(errors)
+                try:
+                    topic, out = self.record(raw, now, errors)
+                except RecordError as e:
+                    bad.append((raw, str(e)))
+                    out = None
+                else:
+                    if len(errors) > n_err:
+                        marks.append((topic, n_err, len(errors)))
+                    if out:
+                        emit(topic, out)
+                        lines_out += len(out)
+                if key is not None and key not in checks:
+                    # the check record() made (or had), for the next record of it
+                    c = self._checks.get((key, None) if is_host else
+                                         tuple(key.split("\tSERVICEDESC::", 1)))
+                    if c is not None:
+                        if len(checks) >= 100_000:
+                            checks.clear()
+                        checks[key] = c
+            if pos >= end:
+                return records, lines_out
 
     def _feed_window(self, text, start, stop, chunk, now, now_ts, errors, emit, bad, marks):
         """feed() for the lines of text[start:stop]."""
@@ -665,6 +751,9 @@ class LineMaker:
         checks = self._chunk_checks
         lines_out = 0
         raws = None
+        # the window's lines by topic, emitted at its end: one call per topic, not per record
+        by_topic: dict = {}
+        pending = by_topic.get
         for i, (dtype, key, perf, st, stype, output, long_output, t, t_other) in enumerate(
                 map(getter, rows)):
             # _planned's rules for the usual record; anything else is left to record()
@@ -728,11 +817,21 @@ class LineMaker:
                             checks.clear()
                         checks[key] = c
                 if out:
-                    emit(topic, out)
+                    have = pending(topic)
+                    if have is None:
+                        by_topic[topic] = out
+                    else:
+                        have += out
                     lines_out += len(out)
                 continue
-            emit(c[1], out)
+            have = pending(c[1])
+            if have is None:
+                by_topic[c[1]] = out
+            else:
+                have += out
             lines_out += len(out)
+        for topic, out in by_topic.items():
+            emit(topic, out)
         return len(rows), lines_out
 
     def _feed_lines(self, raws, now: float, errors: list, emit, bad: list,
@@ -801,8 +900,9 @@ class LineMaker:
         out: list[str] = []
         if perf:
             sm = c[3]
-            m = sm(perf) if sm is not None else None
-            if m is not None and c[5] == c[2].generation:
+            # (a skeleton of an earlier generation of the label names is stale: relearnt)
+            m = sm(perf) if sm is not None and c[5] == c[2].generation else None
+            if m is not None:
                 # the same items as last time, only the numbers differ (see _learn)
                 out = _skeleton_lines(c[4], m.groups(), ts)
                 if out is None:
@@ -839,9 +939,10 @@ class LineMaker:
 
     def _new_check(self, host: str, service: str | None) -> list:
         """[prefix, topic, label namer, skeleton match, skeleton items, namer generation,
-        skeletons learnt] of a check, for _planned."""
+        skeletons learnt, the skeleton for the C module (see _learn)] of a check, for
+        _planned."""
         prefix, topic, labels = self.prefix(host, service, "")
-        c = [prefix, topic, labels, None, (), 0, 0]
+        c = [prefix, topic, labels, None, (), 0, 0, None]
         if len(self._checks) >= 100_000:
             self._checks.clear()
             self._chunk_checks.clear()
@@ -856,6 +957,7 @@ class LineMaker:
         time stops learning after 16 skeletons.)"""
         c[6] += 1
         parts, convs, pos = [], [], 0
+        lits, c_convs, lit = [], [], ""  # the text between the numbers, for the C module
         for m, (tok, label, num, name, spec) in zip(_TOKEN_RE.finditer(perf), learn):
             start, end = m.span()
             at = start + len(label) + 1  # where the number starts
@@ -869,9 +971,13 @@ class LineMaker:
             parts += (re.escape(perf[pos:at]), _SKELETON_NUM if conv is None else _SKELETON_SCALED,
                       re.escape(perf[at + len(num):end]))
             convs.append(conv)
+            lits.append(lit + perf[pos:at])
+            lit = perf[at + len(num):end]
+            c_convs.append(None if conv is None else (_UNITS[conv[2]][1], conv[1]))
             pos = end
         if len(convs) != len(learn) or len(out) != len(learn):
             return
+        lits.append(lit + perf[pos:])
         parts.append(re.escape(perf[pos:]) + r"\Z")
         rx = "".join(parts)
         match = self._skeletons.get(rx)
@@ -891,6 +997,7 @@ class LineMaker:
         if m is None or _skeleton_lines(skeleton, m.groups(), ts) != out:
             return
         c[3], c[4], c[5] = match, skeleton, c[2].generation
+        c[7] = _c_skeleton(c[0], c[1], lits, skeleton[0], skeleton[1], c_convs)
 
     def lines(self, r: CheckResult, errors: list) -> tuple[str, list[str]]:
         """(topic, lines) for one check result; perfdata problems are appended to `errors`."""
@@ -984,6 +1091,30 @@ def _number_texts(convs: tuple, groups: tuple):
     return vals
 
 
+def _c_skeleton(prefix: str, topic: str, lits: list, heads: tuple, tails: tuple,
+                convs: list) -> bytes | None:
+    """A check's skeleton as the C module reads it (_fastspool.c do_record: one object, so a
+    record costs few memory reads): item count, prefix, topic, literal 0, then per item its
+    head, tail, scaled?, decimal shift, binary factor and the literal after it; strings as
+    4-byte length + text.  None if a name is not ASCII or a literal not Latin-1 (the C module
+    then leaves the check to Python)."""
+    import struct
+
+    def text(s: str, enc: str = "ascii") -> bytes:
+        b = s.encode(enc)
+        return len(b).to_bytes(4, "little") + b
+
+    try:
+        out = [len(heads).to_bytes(4, "little"), text(prefix), text(topic), text(lits[0], "latin-1")]
+        for head, tail, conv, lit in zip(heads, tails, convs, lits[1:]):
+            out += (text(head), text(tail),
+                    struct.pack("<Bid", 0, 0, 1.0) if conv is None else struct.pack("<Bid", 1, *conv),
+                    text(lit, "latin-1"))
+    except UnicodeEncodeError:
+        return None
+    return b"".join(out)
+
+
 def _skeleton_lines(skeleton: tuple, groups: tuple, ts: str):
     """The lines of a perfdata string matched by a learnt skeleton (LineMaker._learn), or None
     when a number overflows (the general way reports it)."""
@@ -1016,6 +1147,19 @@ def _plan(keys: list) -> tuple | None:
 
 
 _WINDOW = 65536  # characters of a chunk LineMaker.feed splits at once (at least)
+_FASTSPOOL: list = []
+
+
+def _fastspool_module():
+    """The optional C module (bridges/nagios/_fastspool.c), or None if it was not built;
+    imported on first use (`monbus nagios hook` never needs it)."""
+    if not _FASTSPOOL:
+        try:
+            from . import _fastspool
+        except ImportError:
+            _fastspool = None
+        _FASTSPOOL.append(_fastspool)
+    return _FASTSPOOL[0]
 
 
 def _chunk_plan(keys: list, plan: tuple | None) -> tuple | None:
@@ -1065,13 +1209,22 @@ def _chunk_plan(keys: list, plan: tuple | None) -> tuple | None:
         else:
             parts.append(f"{re.escape(k)}::{value}")
     n = len(groups)  # the empty last group
+    cplan = None
+    if len(set(keys)) == len(keys) and len(keys) <= 64 and all(k.isascii() for k in keys):
+        # the same fields for the C module (_fastspool.c run()): `KEY::` of each field, the
+        # DATATYPE it takes, and where the fields are (-1: absent)
+        st_key = f"{kind}STATEID" if f"{kind}STATEID" in keys else f"{kind}STATE"
+        cplan = (tuple(f"{k}::" for k in keys), f"{kind}PERFDATA") + tuple(
+            keys.index(k) if k in keys else -1
+            for k in ("DATATYPE", "HOSTNAME", "SERVICEDESC", f"{kind}PERFDATA", st_key,
+                      f"{kind}STATETYPE", f"{kind}OUTPUT", f"LONG{kind}OUTPUT", "TIMET"))
     getter = operator.itemgetter(
         groups["DATATYPE"], groups["HOSTNAME"], groups.get(f"{kind}PERFDATA", n),
         groups.get(f"{kind}STATEID", groups.get(f"{kind}STATE", n)),
         groups.get(f"{kind}STATETYPE", n), groups.get(f"{kind}OUTPUT", n),
         groups.get(f"LONG{kind}OUTPUT", n), groups.get("TIMET", n), groups.get("TIMET other", n))
     rx = "^" + "\t".join(parts) + "()$"
-    return re.compile(rx, re.M).findall, getter, f"{kind}PERFDATA", is_host
+    return re.compile(rx, re.M).findall, getter, f"{kind}PERFDATA", is_host, cplan
 
 
 class RecordError(ValueError):

@@ -70,6 +70,10 @@ class FileProcessor:
             def add_many(topic, lines):
                 for line in lines:
                     add(line, topic)
+        add_body = getattr(self.sender, "add_body", None)
+        if add_body is None:
+            def add_body(topic, body, n):
+                add_many(topic, body.split("\n"))
         errors: list = []
         bad: list = []
         marks: list = []
@@ -79,7 +83,8 @@ class FileProcessor:
         if gc_was_on:
             gc.disable()
         try:
-            records, lines_out = self.maker.feed(text, now, errors, add_many, bad, marks)
+            records, lines_out = self.maker.feed(text, now, errors, add_many, bad, marks,
+                                                 add_body)
         finally:
             if gc_was_on:
                 gc.enable()

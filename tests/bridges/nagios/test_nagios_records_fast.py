@@ -110,9 +110,18 @@ def test_skeleton_is_used_and_numbers_change():
 
 
 # --- whole chunks (LineMaker.feed) -----------------------------------------------------------
+def _by_topic(out):
+    """[(topic, lines)] as {topic: all its lines in order}: feed() keeps the order of the
+    lines of a topic (the bus's order), not the order of the emit calls across topics."""
+    got: dict = {}
+    for topic, lines in out:
+        got.setdefault(topic, []).extend(lines)
+    return got
+
+
 def _general_chunk(slow, text, now):
     """What the general way (LineMaker(fast=False) `slow`, its names kept from chunk to chunk)
-    makes of a chunk, line by line: [(topic, lines)], item problems, bad records, records."""
+    makes of a chunk, line by line: {topic: lines}, item problems, bad records, records."""
     errors, bad, out = [], [], []
     records = 0
     for raw in text.split("\n"):
@@ -126,16 +135,22 @@ def _general_chunk(slow, text, now):
             continue
         if lines:
             out.append((topic, lines))
-    return out, [str(e) for e in errors], bad, records
+    return _by_topic(out), [str(e) for e in errors], bad, records
 
 
-def _fed(maker, text, now):
+def _fed(maker, text, now, bodies=False):
+    """feed() (with emit_body if `bodies`) as _general_chunk gives it."""
     out, errors, bad, marks = [], [], [], []
+
+    def emit_body(topic, body, n):
+        assert isinstance(body, str) and body.count("\n") + 1 == n
+        out.append((topic, body.split("\n")))
+
     records, n_lines = maker.feed(text, now, errors, lambda t, ls: out.append((t, list(ls))), bad,
-                                  marks)
+                                  marks, emit_body if bodies else None)
     assert n_lines == sum(len(ls) for _, ls in out)
     assert all(errors[a:b] for _, a, b in marks) and sum(b - a for _, a, b in marks) == len(errors)
-    return out, [str(e) for e in errors], bad, records
+    return _by_topic(out), [str(e) for e in errors], bad, records
 
 
 _ODD_LINES = st.sampled_from(["", "\r", "x", "HOSTNAME::h\tSERVICEDESC::s\tSERVICESTATE::0",
