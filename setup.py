@@ -7,4 +7,7 @@ core/line.py uses its Python path, which gives the same result.
 from setuptools import Extension, setup
 
 setup(ext_modules=[Extension("monbus.core._fastline", ["core/_fastline.c"], optional=True,
+                             extra_compile_args=["-O2"]),
+                   Extension("monbus.bridges.collectd._fastdecode",
+                             ["bridges/collectd/_fastdecode.c"], optional=True,
                              extra_compile_args=["-O2"])])

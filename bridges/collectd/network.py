@@ -36,6 +36,11 @@ from .naming import GraphiteNaming
 from .security import IV_LEN, SHA1_LEN, SIGN_HASH_LEN, decrypt, verify_signature
 from .typesdb import KINDS, TypesDB
 
+try:  # the optional C speed-up of the fused walk (_fastdecode.c)
+    from . import _fastdecode
+except ImportError:  # built without a compiler: the Python walk gives the same lines
+    _fastdecode = None
+
 TYPE_HOST = 0x0000
 TYPE_TIME = 0x0001
 TYPE_PLUGIN = 0x0002
@@ -579,6 +584,9 @@ class NetworkDecoder:
         self.counts: dict[str, int] = {}
         # the fused walk handles plain datagrams without StoreRates (see decode)
         self._fast = self.parser.level == 0 and not store_rates
+        # ... in C where it was built (_fastdecode.c): its plans, by the key it makes
+        self._c = _fastdecode is not None
+        self._cplans: dict = {}
         self._fplans: dict = {}
         # the fused walk's cached runs (see _decode_fast)
         self._state_ids: dict = {}  # raw names and interval -> state number
@@ -595,10 +603,79 @@ class NetworkDecoder:
         # gives the same lines for clean datagrams (tests/bridges/collectd/
         # test_collectd_fastpath.py checks both paths agree).
         if self._fast and isinstance(data, bytes):
-            lines = self._decode_fast(data)
-            if lines is not None:
-                return lines, []
+            if self._c:
+                got = self._decode_c(data)
+                if got is not None:
+                    return got
+            else:
+                lines = self._decode_fast(data)
+                if lines is not None:
+                    return lines, []
         return self._decode_general(data)
+
+    def _decode_c(self, buf: bytes):
+        """The fused walk in C (_fastdecode.walk): (lines, []) for a clean plain datagram,
+        or None (nothing counted) if it needs the general path."""
+        # Strategy: the C walk makes the lines of value lists whose plan it is given (keyed
+        # by the raw name parts, the kinds and the interval); a value list it has no plan
+        # for sends its datagram through the general path once (which makes and caches
+        # LineMaker's plan, counting as it always does, in the order it always does), and
+        # its plan for C is then made from LineMaker's cache.
+        plans = self._cplans
+        if len(plans) > 200_000:
+            plans.clear()
+        got = _fastdecode.walk(buf, plans)
+        if got is None:
+            return None
+        if type(got) is list:  # value lists without a plan
+            result = self._decode_general(buf)
+            for *rawkey, key in got:
+                plan = self._c_plan(rawkey)
+                if plan is not False:
+                    plans[key] = plan
+            return result
+        lines, nvl, nan = got
+        counts = self.counts
+        if nan:
+            counts["nan_values"] = counts.get("nan_values", 0) + nan
+        counts["datagrams"] = counts.get("datagrams", 0) + 1
+        counts["value_lists"] = counts.get("value_lists", 0) + nvl
+        counts["notifications"] = counts.get("notifications", 0)
+        counts["lines"] = counts.get("lines", 0) + len(lines)
+        return lines, []
+
+    def _c_plan(self, rawkey):
+        """The C walk's plan for a value list (see _fastdecode.c) from LineMaker's cached
+        plan: (ascii, prefix, suffix, ...) in UTF-8; None if the general path must always
+        handle it (a value count types.db contradicts, StoreRates, a name the line syntax
+        cannot carry); False if LineMaker has no plan cached (yet)."""
+        *raws, counted, interval = rawkey
+        kinds = counted[2:]
+        names = []
+        for raw in raws:
+            s, problem = self.parser._string(raw, _NAME_MAX)
+            if problem:
+                return None
+            names.append(s)
+        key = (*names, kinds, interval)
+        if key not in self.maker._cache:
+            # never made (an error: value count mismatch) or evicted since: decided by the
+            # general path, which runs for this value list's datagram again
+            return None if self._plan_fails(key) else False
+        pres, sufs, _gauges, rates = self.maker._cache[key]
+        if rates is not None or len(pres) != len(kinds):
+            return None
+        try:
+            parts = [t.encode("utf-8") for pair in zip(pres, sufs) for t in pair]
+        except UnicodeEncodeError:  # a lone surrogate (a prefix from a byte command line)
+            return None
+        return (all(p.isascii() for p in parts), *parts)
+
+    def _plan_fails(self, key) -> bool:
+        """True if LineMaker drops a value list of this identity (its plan is None)."""
+        host, plugin, pinst, type_, tinst, kinds, interval = key
+        return self.maker._plan(ValueList(host, plugin, pinst, type_, tinst, 1.0, interval,
+                                          kinds, ()), [], {}) is None
 
     def _decode_fast(self, buf: bytes) -> list[str] | None:
         """The fused walk: lines for a clean plain datagram, or None (nothing counted) if
