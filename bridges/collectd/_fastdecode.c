@@ -185,16 +185,13 @@ static PyObject *fast_walk(PyObject *self, PyObject *args)
     char ts[NUM_MAX];
     int tlen = -1;  /* ts is the text of ts_of; -1: not made yet */
     char num[NUM_MAX];
-    char *key = NULL, *lbuf = NULL;
+    char key[KEY_MAX];
+    char *lbuf = NULL;
     Py_ssize_t lcap = 0;
     long nvl = 0, nan = 0;
-    PyObject *lines = PyList_New(0), *misses = NULL, *result = NULL;
+    /* plan: the plan of the value list at hand, held (a strong reference) */
+    PyObject *lines = PyList_New(0), *misses = NULL, *result = NULL, *plan = NULL;
     if (lines == NULL) return NULL;
-    key = PyMem_Malloc(KEY_MAX);
-    if (key == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
 
     while (end - pos >= 4) {
         unsigned ptype = rd16(buf + pos), plen = rd16(buf + pos + 2);
@@ -235,7 +232,8 @@ static PyObject *fast_walk(PyObject *self, PyObject *args)
             k += sizeof interval;
             PyObject *kobj = PyBytes_FromStringAndSize(key, k);
             if (kobj == NULL) goto done;
-            PyObject *plan = PyDict_GetItemWithError(plans, kobj);  /* borrowed */
+            Py_CLEAR(plan);
+            plan = PyDict_GetItemWithError(plans, kobj);
             if (plan == NULL) {
                 if (PyErr_Occurred()) {
                     Py_DECREF(kobj);
@@ -254,6 +252,7 @@ static PyObject *fast_walk(PyObject *self, PyObject *args)
                 pos += plen;
                 continue;
             }
+            Py_INCREF(plan);
             Py_DECREF(kobj);
             if (plan == Py_None) goto fallback;
             if (!PyTuple_Check(plan) || PyTuple_GET_SIZE(plan) != 1 + 2 * count) {
@@ -324,9 +323,9 @@ fallback:
     result = Py_None;
     Py_INCREF(result);
 done:
+    Py_XDECREF(plan);
     Py_XDECREF(misses);
     Py_DECREF(lines);
-    PyMem_Free(key);
     PyMem_Free(lbuf);
     return result;
 }
