@@ -85,9 +85,66 @@ static int fmt_i64(char *out, int64_t v)
     return fmt_u64(out, (uint64_t)v);
 }
 
+/* repr(v) for a v with 1 <= |v| < 2^53 that is not an integer: the common case of a
+ * collectd time (a count of 2^-30 s) and of a fractional gauge; returns the length, or 0
+ * if v is outside that range.
+ *
+ * repr() is the shortest decimal that reads back as v (with round-half-even reading) and,
+ * of several as short, the nearest to v (a tie between two: the one with the even last
+ * digit), Python's dtoa.c mode 0.  In this range repr is in fixed notation (an integer
+ * part of 1 to 16 digits, a point, k >= 1 fraction digits: 17 significant digits at most
+ * suffice for any double) and v = m / 2^s exactly, with m < 2^53 and 1 <= s <= 52.  So for
+ * k = 1, 2, ...: the decimal c / 10^k nearest to v (c = m * 10^k / 2^s rounded half even,
+ * in 128-bit integers) is taken at the first k where it reads back as v, i.e. lies within
+ * half a unit in the last place of v: |c * 2^s - m * 10^k| < 10^k / 2, or equal to it if
+ * m is even.  (The nearest k-digit decimal is within that distance if any k-digit decimal
+ * is; a v in this range is never within it of an integer, so k = 0 never is.)
+ * tests/bridges/collectd/test_collectd_fastdecode.py compares this with repr(). */
+static int fmt_repr_fixed(char *out, double v)
+{
+    uint64_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    int neg = (int)(bits >> 63);
+    int exp = (int)((bits >> 52) & 0x7ff);
+    if (exp < 1023 || exp >= 1023 + 52) return 0;  /* |v| < 1 or >= 2^52: integers too */
+    uint64_t m = (bits & ((UINT64_C(1) << 52) - 1)) | (UINT64_C(1) << 52);
+    int s = 1075 - exp;  /* v = m / 2^s, 1 <= s <= 52 */
+    if ((m & ((UINT64_C(1) << s) - 1)) == 0) return 0;  /* an integer */
+    uint64_t ipart = m >> s;
+    int idigits = 0;
+    for (uint64_t x = ipart; x; x /= 10) idigits++;
+    unsigned __int128 pow10 = 1, mask = ((unsigned __int128)1 << s) - 1;
+    unsigned __int128 half = (unsigned __int128)1 << (s - 1);
+    for (int k = 1; idigits + k <= 17; k++) {
+        pow10 *= 10;
+        unsigned __int128 p = (unsigned __int128)m * pow10;  /* < 2^53 * 10^16 < 2^107 */
+        unsigned __int128 c = p >> s, r = p & mask;
+        if (r > half || (r == half && (c & 1))) c++;
+        unsigned __int128 cs = c << s;
+        unsigned __int128 dist = cs > p ? cs - p : p - cs;  /* <= 2^(s-1) */
+        if (2 * dist < pow10 || (2 * dist == pow10 && !(m & 1))) {
+            /* c / 10^k: integer part, point, k digits (c < 10^17 here) */
+            uint64_t cc = (uint64_t)c, p10 = (uint64_t)pow10;
+            int n = 0;
+            if (neg) out[n++] = '-';
+            n += fmt_u64(out + n, cc / p10);
+            out[n++] = '.';
+            uint64_t frac = cc % p10;
+            for (int i = k - 1; i >= 0; i--) {
+                out[n + i] = (char)('0' + frac % 10);
+                frac /= 10;
+            }
+            return n + k;
+        }
+    }
+    return 0;  /* cannot happen: 17 significant digits always read back */
+}
+
 /* repr(v) of a finite double; returns the length, or -1 with an exception set */
 static int fmt_repr(char *out, double v)
 {
+    int fast = fmt_repr_fixed(out, v);
+    if (fast) return fast;
     char *s = PyOS_double_to_string(v, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
     if (s == NULL) return -1;
     size_t n = strlen(s);
@@ -330,7 +387,23 @@ done:
     return result;
 }
 
+static PyObject *fast_repr(PyObject *self, PyObject *arg)
+{
+    char out[NUM_MAX];
+    double v = PyFloat_AsDouble(arg);
+    if (v == -1.0 && PyErr_Occurred()) return NULL;
+    if (!isfinite(v)) {
+        PyErr_SetString(PyExc_ValueError, "not a finite number");
+        return NULL;
+    }
+    int n = fmt_repr(out, v);
+    if (n < 0) return NULL;
+    return PyUnicode_FromStringAndSize(out, n);
+}
+
 static PyMethodDef methods[] = {
+    {"repr_text", fast_repr, METH_O,
+     "repr_text(v: float) -> str: repr(v) as the walk writes it (for the tests)."},
     {"walk", fast_walk, METH_VARARGS,
      "walk(datagram: bytes, plans: dict) -> (lines, value_lists, nan_values), or a list of "
      "value lists without a plan, or None if the datagram needs the exact path (see "

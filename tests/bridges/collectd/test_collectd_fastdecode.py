@@ -7,7 +7,9 @@ order, with the decoder's caches carried from datagram to datagram; whatever it 
 of it must hand to the general path.  It must never crash on any bytes."""
 from __future__ import annotations
 
+import math
 import os
+import random
 import struct
 import subprocess
 import sys
@@ -328,6 +330,33 @@ def test_number_and_time_text_is_pythons():
     _same(c, general, [big] * 2)
     assert c.decode(big)[0] == ["collectd.h.p.derive 0 9223372036854775808 mtype=derive"]
     assert _fastdecode.walk(big, c._cplans) is None
+
+
+@needs_c
+@settings(max_examples=2000, deadline=None)
+@given(st.one_of(st.floats(allow_nan=False, allow_infinity=False),
+                 st.integers(0, (1 << 64) - 1).map(lambda v: v * (1.0 / (1 << 30))),
+                 st.integers(1 << 52, (1 << 53) - 1).flatmap(
+                     lambda m: st.integers(-1074, 971).map(lambda e: math.ldexp(m, e)))))
+def test_float_text_is_repr(v):
+    """The C walk's own shortest-repr for times and gauges in [1, 2^53) (and
+    PyOS_double_to_string for the rest) is repr()."""
+    assume(math.isfinite(v))
+    assert _fastdecode.repr_text(v) == repr(v)
+    assert _fastdecode.repr_text(-v) == repr(-v)
+
+
+@needs_c
+def test_float_text_is_repr_for_many_times():
+    """High-resolution times around now, whole seconds plus halves, quarters, ... (ties
+    between two shortest decimals) and random 64-bit counts of 2^-30 s."""
+    rnd = random.Random(7)
+    hr = 1.0 / (1 << 30)
+    for i in range(100_000):
+        for v in (((1_700_000_000 << 30) + rnd.getrandbits(40)) * hr,
+                  rnd.getrandbits(64) * hr,
+                  1_700_000_000 + (i % 4096) / (1 << (i % 31 + 1))):
+            assert _fastdecode.repr_text(v) == repr(v), v
 
 
 @needs_c
