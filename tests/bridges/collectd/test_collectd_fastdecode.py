@@ -160,9 +160,11 @@ def test_signed_and_encrypted_captures_c_equals_general(level, users):
     secured = [p for p in packets if c._secured_payload(p) is not None]
     taken = [p for p in secured
              if type(_fastdecode.walk(c._secured_payload(p)[0], c._cplans)) is tuple]
-    # collectd512_local_signed (16 datagrams) is routed at levels none and sign; the
-    # encrypted one (16) and the other encrypted vectors at every level
-    assert len(taken) == len(secured) >= (6 if users == 0 and level == "encrypt" else 16)
+    # signed datagrams (collectd512_local_signed's 10 with users 0, 6 bucky and logstash
+    # vectors with either) are routed at levels none and sign; encrypted ones (the 10 of
+    # collectd512_local_encrypted with users 1, 6 vectors with either) at every level
+    want = 6 + 10 * (users == 1) if level == "encrypt" else 22
+    assert len(taken) == len(secured) == want
 
 
 @needs_c
