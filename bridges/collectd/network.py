@@ -19,7 +19,10 @@ are at that point (collectd's network.c, parse_packet).  Part types:
 Strategy: `NetworkDecoder.decode(datagram)` is pure (bytes in, lines out; no clock, socket
 or logging).  It walks the parts once; the expensive per-identifier work (types.db lookup,
 write_graphite naming, annotation text) is cached per identifier, so the hot path per value
-is one struct unpack and one f-string.  Errors never stop the walk where the protocol lets
+is one struct unpack and one f-string.  Where the optional C module `_fastdecode`
+(_fastdecode.c) was built, the walk over a clean datagram (and over the payload of a
+verified Sign part or a decrypted Encrypt part) and the number and time text are done in
+C, from the same cached per-identifier plans; everything else takes the Python paths.  Errors never stop the walk where the protocol lets
 it go on: a part with a bad payload but a sane length is reported and skipped (a bad name
 part also blanks that name, so the values after it are dropped rather than mis-labelled); a
 length that is < 4 (0 would loop forever) or runs past the end ends the datagram, keeping
