@@ -226,6 +226,7 @@ static PyObject *miss_record(Name *names, const unsigned char *counted, Py_ssize
 
 static PyObject *fast_walk(PyObject *self, PyObject *args)
 {
+    (void)self;
     PyObject *data, *plans;
     if (!PyArg_ParseTuple(args, "O!O!:walk", &PyBytes_Type, &data, &PyDict_Type, &plans))
         return NULL;
@@ -389,6 +390,7 @@ done:
 
 static PyObject *fast_repr(PyObject *self, PyObject *arg)
 {
+    (void)self;
     char out[NUM_MAX];
     double v = PyFloat_AsDouble(arg);
     if (v == -1.0 && PyErr_Occurred()) return NULL;
@@ -414,7 +416,7 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "monbus.bridges.collectd._fastdecode",
     "collectd network datagrams to monbus lines in C (see network.py NetworkDecoder).", -1,
-    methods
+    methods, NULL, NULL, NULL, NULL
 };
 
 PyMODINIT_FUNC PyInit__fastdecode(void) { return PyModule_Create(&module); }
