@@ -2,6 +2,7 @@
  * network.py has the same walk in Python and uses this only when it was built).
  *
  * walk(datagram: bytes, plans: dict) -> (lines, value_lists, nan_values) | [miss, ...] | None
+ * repr_text(v: float) -> str: the walk's float text, repr(v) (for the tests)
  *
  * Walks the parts of one plain datagram of collectd's network protocol (see network.py)
  * and makes the monbus line of every value, straight from the bytes.  Everything that is
@@ -30,9 +31,10 @@
  *
  * Number text is Python's: counter and absolute values as unsigned, derive as signed
  * 64-bit decimals; a gauge that is an integer in (-1e16, 1e16) as that integer, any other
- * finite gauge as repr(float) (PyOS_double_to_string 'r' with Py_DTSF_ADD_DOT_0, as
- * float.__repr__); NaN and infinite gauges are skipped and counted.  The time: an integral
- * time as an integer, any other as repr(float).  Pure: no I/O, no state between calls.
+ * finite gauge as repr(float); NaN and infinite gauges are skipped and counted.  The time:
+ * an integral time as an integer, any other as repr(float).  repr(float) is made here for
+ * values in [1, 2^53) (fmt_repr_fixed) and by PyOS_double_to_string 'r' with
+ * Py_DTSF_ADD_DOT_0 (as float.__repr__) for the rest.  Pure: no I/O, no state between calls.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
