@@ -1,13 +1,21 @@
-"""Only the optional C speed-up lives here; everything else is in pyproject.toml.
+"""Only the optional C speed-ups live here; everything else is in pyproject.toml.
 
-`monbus.core._fastline` makes `monbus send` validate and group its input at C speed
-(core/_fastline.c).  It is optional: without a C compiler the install goes on and
-core/line.py uses its Python path, which gives the same result.  Likewise
-`monbus.bridges.nagios._fastspool` (bridges/nagios/_fastspool.c) for `monbus nagios spool`.
+- `monbus.core._fastline` (core/_fastline.c): `monbus send`'s validation and grouping;
+- `monbus.bridges.nagios._fastspool` (bridges/nagios/_fastspool.c): `monbus nagios spool`'s
+  records of known checks;
+- `monbus.bridges.collectd._fastdecode` (bridges/collectd/_fastdecode.c): the collectd
+  network protocol's usual datagrams.
+
+Each is optional: without a C compiler the install goes on and the Python path (the
+reference, which each C module is tested against) does the same work more slowly.
 """
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("monbus.core._fastline", ["core/_fastline.c"], optional=True,
-                             extra_compile_args=["-O2"]),
-                   Extension("monbus.bridges.nagios._fastspool", ["bridges/nagios/_fastspool.c"],
-                             optional=True, extra_compile_args=["-O2"])])
+
+def _ext(name: str, source: str) -> Extension:
+    return Extension(name, [source], optional=True, extra_compile_args=["-O2"])
+
+
+setup(ext_modules=[_ext("monbus.core._fastline", "core/_fastline.c"),
+                   _ext("monbus.bridges.nagios._fastspool", "bridges/nagios/_fastspool.c"),
+                   _ext("monbus.bridges.collectd._fastdecode", "bridges/collectd/_fastdecode.c")])

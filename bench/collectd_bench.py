@@ -11,14 +11,23 @@ measured in this same process:
 - monbus parse: PacketParser (records with names, time, interval, values);
 - monbus decode: NetworkDecoder (datagram -> finished monbus line texts, write_graphite
   paths, mtype/interval annotations): what `monbus collectd listen` does per datagram (clean
-  plain datagrams take its fused walk);
+  plain datagrams take its fused walk, in C where bridges/collectd/_fastdecode.c was built);
+- monbus decode, Python walk: the same with the C module off: what an install without a C
+  compiler does;
 - monbus decode, general path: the same decoder with the fused walk off (records from
   PacketParser, then LineMaker): what every datagram cost before the fused walk, and what a
-  signed, encrypted or broken datagram still costs.
+  broken datagram (or any datagram with StoreRates) still costs;
+- the same collectd run's signed and encrypted captures (10 datagrams, 350 values each),
+  decoded with their passwords: the payload takes the C walk after the signature is
+  checked or the part decrypted (in Python: hmac, cryptography), against the general path.
+
+The load average is printed before and after: on a shared machine, compare the ratios to
+the baseline rather than the absolute figures.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import struct
 import sys
@@ -26,7 +35,7 @@ import time
 from pathlib import Path
 
 from monbus.bridges.collectd.capture import read_pcap, read_pkts
-from monbus.bridges.collectd.network import NetworkDecoder, PacketParser
+from monbus.bridges.collectd.network import NetworkDecoder, PacketParser, _fastdecode
 from monbus.bridges.collectd.typesdb import TypesDB
 
 D = Path(__file__).resolve().parent.parent / "tests" / "data" / "collectd"
@@ -88,28 +97,53 @@ def main(argv=None):
     db = TypesDB()
     parser = PacketParser()
     decoder = NetworkDecoder(db)
+    python = NetworkDecoder(db)
+    python._c = False
     general = NetworkDecoder(db)
     general._fast = False
     for p in packets:  # warm the caches as a running listener has them
         decoder.decode(p)
+        python.decode(p)
         general.decode(p)
-    results = {"baseline": [], "parse": [], "decode": [], "general": []}
+    runs = {"baseline": bare_walk, "parse": parser.parse, "decode": decoder.decode,
+            "python": python.decode, "general": general.decode}
+    secured = {}
+    for mode, password in (("signed", b"s3cr3t-sign"), ("encrypted", b"s3cr3t-encrypt")):
+        dgs = read_pcap(str(D / f"collectd512_local_{mode}.pcap"))
+        fast = NetworkDecoder(db, password_of={b"monbus": password}.get)
+        slow = NetworkDecoder(db, password_of={b"monbus": password}.get)
+        slow._fast = False
+        n = sum(len(vl.values) for p in dgs for vl in slow.parser.parse(p).values)
+        for p in dgs:
+            fast.decode(p)
+            slow.decode(p)
+        secured[mode] = dgs, n
+        runs[mode] = fast.decode
+        runs[mode + " general"] = slow.decode
+    results = {k: [] for k in runs}
+    load0 = os.getloadavg()
     for _ in range(a.runs):
-        results["baseline"].append(rate(bare_walk, packets, nvalues, a.seconds))
-        results["parse"].append(rate(parser.parse, packets, nvalues, a.seconds))
-        results["decode"].append(rate(decoder.decode, packets, nvalues, a.seconds))
-        results["general"].append(rate(general.decode, packets, nvalues, a.seconds))
+        for k, fn in runs.items():
+            dgs, n = secured[k.split()[0]] if k.split()[0] in secured else (packets, nvalues)
+            results[k].append(rate(fn, dgs, n, a.seconds))
+    load1 = os.getloadavg()
     med = {k: statistics.median(v) for k, v in results.items()}
     print(f"python {sys.version.split()[0]}, {len(packets)} datagrams, {nvalues} values, "
-          f"median of {a.runs} runs of {a.seconds:.1f} CPU s")
+          f"median of {a.runs} runs of {a.seconds:.1f} CPU s; load average "
+          f"{load0[0]:.2f} before, {load1[0]:.2f} after, {os.cpu_count()} cores")
     print(f"baseline bare struct.unpack_from walk : {med['baseline']:>10,.0f} values/s")
     # (figures are per CPU second of one core)
-    print(f"monbus parse (records)                : {med['parse']:>10,.0f} values/s "
-          f"({100 * med['parse'] / med['baseline']:.0f} % of baseline)")
-    print(f"monbus decode (finished lines)        : {med['decode']:>10,.0f} values/s "
-          f"({100 * med['decode'] / med['baseline']:.0f} % of baseline)")
-    print(f"monbus decode, general path           : {med['general']:>10,.0f} values/s "
-          f"({100 * med['general'] / med['baseline']:.0f} % of baseline)")
+    c = "C walk" if _fastdecode is not None else "C walk NOT BUILT: Python walk"
+    for k, what in (("parse", "monbus parse (records)"),
+                    ("decode", f"monbus decode (finished lines, {c})"),
+                    ("python", "monbus decode, Python walk"),
+                    ("general", "monbus decode, general path")):
+        print(f"{what:<38}: {med[k]:>10,.0f} values/s "
+              f"({100 * med[k] / med['baseline']:.0f} % of baseline)")
+    for mode in secured:
+        print(f"{'monbus decode, ' + mode + ' capture':<38}: {med[mode]:>10,.0f} values/s "
+              f"(general path {med[mode + ' general']:,.0f}; {len(secured[mode][0])} "
+              f"datagrams, {secured[mode][1]} values)")
 
 
 if __name__ == "__main__":

@@ -242,8 +242,9 @@ def listen(listen, security_level, auth_file, typesdb, no_system_typesdb, prefix
             errlog.reset()
 
     addrs = ", ".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in listen)
-    log.info("listening on %s (security level %s, types.db %s)", addrs, security_level,
-             ", ".join(db.loaded) or "built-in")
+    log.info("listening on %s (security level %s, types.db %s, decoder %s)", addrs,
+             security_level, ", ".join(db.loaded) or "built-in",
+             "in C" if decoder._c else "in Python (the C module _fastdecode was not built)")
     click.echo(f"monbus collectd listen: {addrs} -> {relay}", err=True)
     stats = run_daemon(sender, counters, sockets, on_readable, on_tick,
                        tick_interval=min(1.0, selfmetrics_interval / 2),

@@ -19,7 +19,10 @@ are at that point (collectd's network.c, parse_packet).  Part types:
 Strategy: `NetworkDecoder.decode(datagram)` is pure (bytes in, lines out; no clock, socket
 or logging).  It walks the parts once; the expensive per-identifier work (types.db lookup,
 write_graphite naming, annotation text) is cached per identifier, so the hot path per value
-is one struct unpack and one f-string.  Errors never stop the walk where the protocol lets
+is one struct unpack and one f-string.  Where the optional C module `_fastdecode`
+(_fastdecode.c) was built, the walk over a clean datagram (and over the payload of a
+verified Sign part or a decrypted Encrypt part) and the number and time text are done in
+C, from the same cached per-identifier plans; everything else takes the Python paths.  Errors never stop the walk where the protocol lets
 it go on: a part with a bad payload but a sane length is reported and skipped (a bad name
 part also blanks that name, so the values after it are dropped rather than mis-labelled); a
 length that is < 4 (0 would loop forever) or runs past the end ends the datagram, keeping
@@ -35,6 +38,11 @@ from monbus.core.line import Line, encode, format_number
 from .naming import GraphiteNaming
 from .security import IV_LEN, SHA1_LEN, SIGN_HASH_LEN, decrypt, verify_signature
 from .typesdb import KINDS, TypesDB
+
+try:  # the optional C speed-up of the fused walk (_fastdecode.c)
+    from . import _fastdecode
+except ImportError:  # built without a compiler: the Python walk gives the same lines
+    _fastdecode = None
 
 TYPE_HOST = 0x0000
 TYPE_TIME = 0x0001
@@ -577,8 +585,13 @@ class NetworkDecoder:
         self.parser = PacketParser(security_level, password_of)
         self.maker = LineMaker(typesdb, naming, store_rates)
         self.counts: dict[str, int] = {}
-        # the fused walk handles plain datagrams without StoreRates (see decode)
-        self._fast = self.parser.level == 0 and not store_rates
+        # the fused walk handles plain datagrams without StoreRates (see decode), in C where
+        # it was built (_fastdecode.c), and in C also the payload of a datagram that is one
+        # Sign part (verified) or one Encrypt part (decrypted)
+        self._plain = self.parser.level == 0
+        self._c = _fastdecode is not None
+        self._fast = not store_rates and (self._plain or (self._c and password_of is not None))
+        self._cplans: dict = {}  # the C walk's plans, by the key it makes
         self._fplans: dict = {}
         # the fused walk's cached runs (see _decode_fast)
         self._state_ids: dict = {}  # raw names and interval -> state number
@@ -593,12 +606,127 @@ class NetworkDecoder:
         # handle itself (security levels, StoreRates, Sign/Encrypt parts, notifications,
         # unknown parts, any error) sends the whole datagram to the general path, which
         # gives the same lines for clean datagrams (tests/bridges/collectd/
-        # test_collectd_fastpath.py checks both paths agree).
+        # test_collectd_fastpath.py and test_collectd_fastdecode.py check the paths agree).
+        # `_fast` False turns every fused walk off: the general path alone.
         if self._fast and isinstance(data, bytes):
-            lines = self._decode_fast(data)
-            if lines is not None:
-                return lines, []
+            if self._c:
+                got = self._decode_c(data)
+                if got is not None:
+                    return got
+            elif self._plain:
+                lines = self._decode_fast(data)
+                if lines is not None:
+                    return lines, []
         return self._decode_general(data)
+
+    def _decode_c(self, buf: bytes):
+        """The fused walk in C (_fastdecode.walk): (lines, []) for a clean plain datagram or
+        a clean signed or encrypted one, or None (nothing counted) if it needs the general
+        path."""
+        # Strategy: the C walk makes the lines of value lists whose plan it is given (keyed
+        # by the raw name parts, the kinds and the interval); a value list it has no plan
+        # for sends its datagram through the general path once (which makes and caches
+        # LineMaker's plan, counting as it always does, in the order it always does), and
+        # its plan for C is then made from LineMaker's cache.
+        plans = self._cplans
+        if len(plans) > 200_000:
+            plans.clear()
+        got = _fastdecode.walk(buf, plans) if self._plain else None
+        secured = None
+        if got is None:
+            if buf[:1] != b"\2" or self.parser.password_of is None:
+                return None
+            inner = self._secured_payload(buf)
+            if inner is None:
+                return None
+            payload, secured = inner
+            got = _fastdecode.walk(payload, plans)
+            if got is None:
+                return None
+        if type(got) is list:  # value lists without a plan
+            result = self._decode_general(buf)
+            for *rawkey, key in got:
+                plan = self._c_plan(rawkey)
+                if plan is not False:
+                    plans[key] = plan
+            return result
+        lines, nvl, nan = got
+        counts = self.counts
+        if nan:
+            counts["nan_values"] = counts.get("nan_values", 0) + nan
+        counts["datagrams"] = counts.get("datagrams", 0) + 1
+        counts["value_lists"] = counts.get("value_lists", 0) + nvl
+        counts["notifications"] = counts.get("notifications", 0)
+        counts["lines"] = counts.get("lines", 0) + len(lines)
+        if secured:
+            counts[secured] = counts.get(secured, 0) + 1
+        return lines, []
+
+    def _secured_payload(self, buf: bytes):
+        """(payload, "signed_packets" or "encrypted_packets") of a datagram that is one Sign
+        part with a signature that verifies, then the payload (at security level none or
+        sign), or one Encrypt part that decrypts (any level); None for anything else,
+        which the general path (PacketParser._signed / _encrypted) handles and reports."""
+        ptype, plen = _HEAD.unpack_from(buf) if len(buf) >= 4 else (None, 0)
+        if plen < 4 or plen > len(buf):
+            return None
+        password_of = self.parser.password_of
+        if ptype == TYPE_SIGN_SHA256 and self.parser.level < 2:
+            if plen <= 4 + SIGN_HASH_LEN:
+                return None
+            user = buf[4 + SIGN_HASH_LEN:plen]
+            password = password_of(user)
+            payload = buf[plen:]
+            if password is None or not verify_signature(buf[4:4 + SIGN_HASH_LEN], user,
+                                                        password, payload):
+                return None
+            return payload, "signed_packets"
+        if ptype == TYPE_ENCR_AES256 and plen == len(buf) and plen >= 6:
+            ulen = _U16.unpack_from(buf, 4)[0]
+            if ulen == 0 or 6 + ulen + IV_LEN + SHA1_LEN > plen:
+                return None
+            password = password_of(buf[6:6 + ulen])
+            if password is None:
+                return None
+            payload = decrypt(password, buf[6 + ulen:6 + ulen + IV_LEN],
+                              buf[6 + ulen + IV_LEN:plen])
+            if payload is None:
+                return None
+            return payload, "encrypted_packets"
+        return None
+
+    def _c_plan(self, rawkey):
+        """The C walk's plan for a value list (see _fastdecode.c) from LineMaker's cached
+        plan: (ascii, prefix, suffix, ...) in UTF-8; None if the general path must always
+        handle it (a value count types.db contradicts, StoreRates); False if LineMaker has
+        no plan cached (yet)."""
+        *raws, counted, interval = rawkey
+        kinds = counted[2:]
+        names = []
+        for raw in raws:
+            s, problem = self.parser._string(raw, _NAME_MAX)
+            if problem:
+                return None
+            names.append(s)
+        key = (*names, kinds, interval)
+        if key not in self.maker._cache:
+            # never made (an error: value count mismatch) or evicted since: decided by the
+            # general path, which runs for this value list's datagram again
+            return None if self._plan_fails(key) else False
+        pres, sufs, _gauges, rates = self.maker._cache[key]
+        if rates is not None or len(pres) != len(kinds):
+            return None
+        try:
+            parts = [t.encode("utf-8") for pair in zip(pres, sufs) for t in pair]
+        except UnicodeEncodeError:  # a lone surrogate (a prefix from a byte command line)
+            return None
+        return (all(p.isascii() for p in parts), *parts)
+
+    def _plan_fails(self, key) -> bool:
+        """True if LineMaker drops a value list of this identity (its plan is None)."""
+        host, plugin, pinst, type_, tinst, kinds, interval = key
+        return self.maker._plan(ValueList(host, plugin, pinst, type_, tinst, 1.0, interval,
+                                          kinds, ()), [], {}) is None
 
     def _decode_fast(self, buf: bytes) -> list[str] | None:
         """The fused walk: lines for a clean plain datagram, or None (nothing counted) if

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from helpers import free_port, wait_for
+from monbus.bridges.collectd.network import _fastdecode
 
 PLUGINS = """
 LoadPlugin cpu
@@ -159,6 +160,10 @@ def test_real_collectd_values_equal_its_csv(level, relay, subscribe, tmp_path, s
     assert any(p.startswith(f"collectd.{host}.df-root.df_complex-") for p in paths)
     _check_against_csv(got, csv_dir)
     assert "Traceback" not in err.read_text()
+    # these values went through the C walk where it was built (the payload of signed and
+    # encrypted datagrams too)
+    assert ("decoder in C" if _fastdecode is not None else "decoder in Python") \
+        in err.read_text()
 
 
 # an organization-local group (RFC 2365), sent and joined on the loopback interface only:

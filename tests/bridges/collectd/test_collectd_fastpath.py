@@ -1,7 +1,9 @@
 """The fused fast walk of NetworkDecoder.decode gives exactly what the general path
 (PacketParser records, then LineMaker) gives: the same lines, errors and counts, on every
 real capture and on fuzzed datagrams (clean ones, which the fast walk takes, and broken
-ones, which it must hand to the general path untouched)."""
+ones, which it must hand to the general path untouched).  Both fused walks are checked:
+the Python one (what runs where _fastdecode.c was not built) and the C one
+(test_collectd_fastdecode.py has the C module's own tests)."""
 from __future__ import annotations
 
 import math
@@ -12,7 +14,7 @@ from hypothesis import strategies as st
 from helpers import DATA
 from monbus.bridges.collectd.capture import read_pcap, read_pkts
 from monbus.bridges.collectd.naming import GraphiteNaming
-from monbus.bridges.collectd.network import NetworkDecoder, encode_values
+from monbus.bridges.collectd.network import NetworkDecoder, _fastdecode, encode_values
 from monbus.bridges.collectd.typesdb import TypesDB
 
 D = DATA / "collectd"
@@ -20,10 +22,13 @@ TYPESDB = TypesDB()
 
 
 def _pair(**kw):
+    """(the Python fused walk, the general path, the C fused walk or None if not built)"""
     fast = NetworkDecoder(TYPESDB, **kw)
+    fast._c = False
     general = NetworkDecoder(TYPESDB, **kw)
     general._fast = False
-    return fast, general
+    c = NetworkDecoder(TYPESDB, **kw) if _fastdecode is not None else None
+    return fast, general, c
 
 
 def _all_captures():
@@ -39,26 +44,32 @@ def _all_captures():
     return out
 
 
-def _same(fast, general, packets):
+def _same(fast, general, c, packets):
     for p in packets:
-        assert fast.decode(p) == general.decode(p), p.hex()
+        want = general.decode(p)
+        assert fast.decode(p) == want, p.hex()
+        if c is not None:
+            assert c.decode(p) == want, p.hex()
     assert fast.counts == general.counts
     assert list(fast.counts) == list(general.counts)
+    if c is not None:
+        assert c.counts == general.counts
+        assert list(c.counts) == list(general.counts)
 
 
 def test_captures_fast_equals_general():
     packets = _all_captures()
     assert len(packets) > 100
-    fast, general = _pair()
-    _same(fast, general, packets * 2)  # twice: cold and warm caches
+    fast, general, c = _pair()
+    _same(fast, general, c, packets * 2)  # twice: cold and warm caches
     assert fast.counts["lines"] > 3000
-    fast, general = _pair(naming=GraphiteNaming(separate_instances=True, always_append_ds=True))
-    _same(fast, general, packets)
+    _same(*_pair(naming=GraphiteNaming(separate_instances=True, always_append_ds=True)),
+          packets)
 
 
 def test_fast_walk_is_taken_for_clean_datagrams():
     packets = read_pcap(str(D / "collectd512_local_plain.pcap"))
-    fast, _ = _pair()
+    fast, _, _ = _pair()
     for p in packets:
         fast.decode(p)  # warm: the general path makes the value unpackers
     taken = [p for p in packets if fast._decode_fast(p) is not None]
@@ -104,8 +115,8 @@ def test_fuzzed_fast_equals_general(vls, data):
         else:
             datagram = datagram[:i] + bytes([datagram[i] ^ data.draw(st.integers(1, 255))]) \
                 + datagram[i + 1:]
-    fast, general = _pair()
-    _same(fast, general, [datagram, datagram])
+    fast, general, c = _pair()
+    _same(fast, general, c, [datagram, datagram])
     assert not math.isnan(fast.counts.get("lines", 0))
 
 
@@ -114,13 +125,15 @@ def test_replaced_bad_name_part_is_still_reported():
     head = bytes.fromhex("0000")  # HOST
     for bad in (b"h", b"", b"x" * 128 + b"\0"):  # no NUL, empty, too long
         part = head + (4 + len(bad)).to_bytes(2, "big") + bad
-        fast, general = _pair()
+        fast, general, c = _pair()
         for _ in range(2):  # cold and warm caches
             lines, errors = fast.decode(part + good)
             assert [e.kind for e in errors] == ["bad_string"]
             assert lines == ["collectd.h.cpu-0.cpu-idle 5 1700000000 mtype=derive interval=10"]
             assert (lines, errors) == general.decode(part + good)
-        _same(fast, general, [good, part + good])
+            if c is not None:
+                assert (lines, errors) == c.decode(part + good)
+        _same(fast, general, c, [good, part + good])
 
 
 # --- datagrams shaped the way collectd's network plugin writes them ------------------------
@@ -214,18 +227,16 @@ def test_collectd_shaped_fast_equals_general(datagrams, data):
             datagrams.append(d[:j])
         else:
             datagrams.append(d[:j] + bytes([d[j] ^ data.draw(st.integers(1, 255))]) + d[j + 1:])
-    fast, general = _pair()
-    _same(fast, general, datagrams * 3)
-    fast, general = _pair(naming=GraphiteNaming(separate_instances=True, always_append_ds=True,
-                                                drop_duplicate_fields=True))
-    _same(fast, general, datagrams * 2)
+    _same(*_pair(), datagrams * 3)
+    _same(*_pair(naming=GraphiteNaming(separate_instances=True, always_append_ds=True,
+                                       drop_duplicate_fields=True)), datagrams * 2)
 
 
 def test_cached_runs_are_taken_for_the_real_captures():
     """The real collectd captures mostly take the cached runs (not only the part by part
     walk), so the comparisons above cover them."""
     packets = _all_captures()
-    fast, general = _pair()
-    _same(fast, general, packets * 3)
+    fast, general, c = _pair()
+    _same(fast, general, c, packets * 3)
     runs = sum(len(r) for r in fast._state_runs)
     assert runs > 500, runs
