@@ -26,3 +26,17 @@ def read_pkts(path: str) -> list[bytes]:
         out.append(data[pos + 2:pos + 2 + n])
         pos += 2 + n
     return out
+
+
+def read_datagrams(path) -> list[bytes]:
+    """The datagrams of one file, by its name: a capture (.pcap, .pcapng), bucky's .pkts, or
+    one bare datagram (.bin); any other file holds none."""
+    name = str(path)
+    if name.endswith((".pcap", ".pcapng")):
+        return read_pcap(name)
+    if name.endswith(".pkts"):
+        return read_pkts(name)
+    if name.endswith(".bin"):
+        with open(name, "rb") as f:
+            return [f.read()]
+    return []

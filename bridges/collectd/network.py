@@ -651,15 +651,9 @@ class NetworkDecoder:
                     plans[key] = plan
             return result
         lines, nvl, nan = got
-        counts = self.counts
-        if nan:
-            counts["nan_values"] = counts.get("nan_values", 0) + nan
-        counts["datagrams"] = counts.get("datagrams", 0) + 1
-        counts["value_lists"] = counts.get("value_lists", 0) + nvl
-        counts["notifications"] = counts.get("notifications", 0)
-        counts["lines"] = counts.get("lines", 0) + len(lines)
+        self._count_walk(nan, nvl, len(lines))
         if secured:
-            counts[secured] = counts.get(secured, 0) + 1
+            self.counts[secured] = self.counts.get(secured, 0) + 1
         return lines, []
 
     def _secured_payload(self, buf: bytes):
@@ -695,6 +689,16 @@ class NetworkDecoder:
             return payload, "encrypted_packets"
         return None
 
+    def _names_of(self, raws) -> list[str] | None:
+        """The raw name parts' texts, or None if one is bad (the general path reports it)."""
+        names = []
+        for raw in raws:
+            s, problem = self.parser._string(raw, _NAME_MAX)
+            if problem:
+                return None
+            names.append(s)
+        return names
+
     def _c_plan(self, rawkey):
         """The C walk's plan for a value list (see _fastdecode.c) from LineMaker's cached
         plan: (ascii, prefix, suffix, ...) in UTF-8; None if the general path must always
@@ -702,12 +706,9 @@ class NetworkDecoder:
         no plan cached (yet)."""
         *raws, counted, interval = rawkey
         kinds = counted[2:]
-        names = []
-        for raw in raws:
-            s, problem = self.parser._string(raw, _NAME_MAX)
-            if problem:
-                return None
-            names.append(s)
+        names = self._names_of(raws)
+        if names is None:
+            return None
         key = (*names, kinds, interval)
         if key not in self.maker._cache:
             # never made (an error: value count mismatch) or evicted since: decided by the
@@ -894,14 +895,19 @@ class NetworkDecoder:
             pos = nxt
         if pos < end:
             return None
+        self._count_walk(nan, nvl, len(out))
+        return out
+
+    def _count_walk(self, nan: int, nvl: int, nlines: int) -> None:
+        """A datagram a fused walk (C or Python) decoded, counted as the general path counts
+        it (the same keys in the same order)."""
         counts = self.counts
         if nan:
             counts["nan_values"] = counts.get("nan_values", 0) + nan
         counts["datagrams"] = counts.get("datagrams", 0) + 1
         counts["value_lists"] = counts.get("value_lists", 0) + nvl
         counts["notifications"] = counts.get("notifications", 0)
-        counts["lines"] = counts.get("lines", 0) + len(out)
-        return out
+        counts["lines"] = counts.get("lines", 0) + nlines
 
     def _state_id(self, names: tuple) -> int:
         """The number of a (host, plugin, plugin instance, type, type instance, interval)
@@ -973,12 +979,9 @@ class NetworkDecoder:
         kinds = counted[2:]
         if _U16.unpack_from(counted)[0] != len(kinds):
             return None  # a wrong value count: reported by the general path
-        names = []
-        for raw in raws:
-            s, problem = self.parser._string(raw, _NAME_MAX)
-            if problem:
-                return None
-            names.append(s)
+        names = self._names_of(raws)
+        if names is None:
+            return None
         host, plugin, pinst, type_, tinst = names
         if not (host and plugin and type_ and time):
             return None

@@ -19,7 +19,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from helpers import DATA
-from monbus.bridges.collectd.capture import read_pcap, read_pkts
+from monbus.bridges.collectd.capture import read_datagrams, read_pcap, read_pkts
 from monbus.bridges.collectd.naming import GraphiteNaming, NamingError
 from monbus.bridges.collectd.network import NetworkDecoder, _fastdecode
 from monbus.bridges.collectd.typesdb import TypesDB
@@ -94,16 +94,7 @@ _LOAD_LINES = [
 
 
 def _all_captures():
-    out = []
-    for path in sorted(D.iterdir()):
-        name = path.name
-        if name.endswith(".pkts"):
-            out += read_pkts(str(path))
-        elif name.endswith(".pcap"):
-            out += read_pcap(str(path))
-        elif name.endswith(".bin"):
-            out.append(path.read_bytes())
-    return out
+    return [d for path in sorted(D.iterdir()) for d in read_datagrams(path)]
 
 
 _NAMINGS = [

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from helpers import DATA
-from monbus.bridges.collectd.capture import read_pcap, read_pkts
+from monbus.bridges.collectd.capture import read_datagrams, read_pcap
 from monbus.bridges.collectd.naming import GraphiteNaming
 from monbus.bridges.collectd.network import NetworkDecoder, _fastdecode, encode_values
 from monbus.bridges.collectd.typesdb import TypesDB
@@ -32,16 +32,7 @@ def _pair(**kw):
 
 
 def _all_captures():
-    out = []
-    for path in sorted(D.iterdir()):
-        name = path.name
-        if name.endswith(".pkts"):
-            out += read_pkts(str(path))
-        elif name.endswith(".pcap"):
-            out += read_pcap(str(path))
-        elif name.endswith(".bin"):
-            out.append(path.read_bytes())
-    return out
+    return [d for path in sorted(D.iterdir()) for d in read_datagrams(path)]
 
 
 def _same(fast, general, c, packets):
