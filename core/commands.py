@@ -6,8 +6,8 @@ import time
 
 import click
 
-from .options import (_comma_list, make_sender, make_subscriber, sender_options,
-                      size_callback, subscriber_options)
+from .options import (_comma_list, make_sender, make_subscriber, repair_options,
+                      sender_options, size_callback, subscriber_options)
 
 
 _size = size_callback(allow_zero=True)  # --spool-max 0: unbounded
@@ -126,14 +126,18 @@ def send(lines, relay, spool, timeout, curve_server_key, curve_secret, prefix, q
               help="Stop after this many seconds.")
 @click.option("--format", "fmt", type=click.Choice(["line", "json"]), default="line",
               show_default=True, help="Output format.")
-def tail(patterns, connect, curve_server_key, curve_secret, count, timeout, fmt):
+@repair_options
+def tail(patterns, connect, curve_server_key, curve_secret, count, timeout, fmt, repair,
+         repair_connect):
     """Print lines from the bus matching PATTERNS (Graphite globs or prefixes; default all).
 
-    Output is flushed per message, so `monbus tail | grep` is live.  Lost messages (sequence
-    gaps) are reported on stderr at the end.
+    Output is flushed per message, so `monbus tail | grep` is live.  Messages missed on the
+    bus are asked again from the relay (--no-repair: not); those lost for good are reported
+    on stderr at the end.
     """
     from .bus import line_to_json
-    sub = make_subscriber(connect, patterns, curve_server_key, curve_secret)
+    sub = make_subscriber(connect, patterns, curve_server_key, curve_secret, repair,
+                          repair_connect)
     out = sys.stdout
     seen = 0
     deadline = None if timeout is None else time.monotonic() + timeout

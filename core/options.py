@@ -72,6 +72,24 @@ def subscriber_options(f):
     return f
 
 
+def repair_options(f):
+    """--repair/--no-repair and --repair-connect, for commands that hand bus lines on to a tool
+    (a message lost on the bus is a lost value or alert there)."""
+    for opt in reversed([
+        click.option("--repair/--no-repair", default=True, show_default=True,
+                     help="Ask the relay again for messages missed on the bus (sequence gaps: "
+                          "a full buffer, a reconnect); only what the relay no longer retains "
+                          "(monbus relay --retain) counts as lost."),
+        click.option("--repair-connect", "repair_connect", multiple=True,
+                     envvar="MONBUS_REPAIR_CONNECT", callback=_comma_list,
+                     help="The relays' repair endpoints; repeatable or comma-separated "
+                          "[default: each --connect endpoint's port + 1, as monbus relay binds "
+                          "it; env MONBUS_REPAIR_CONNECT]."),
+    ]):
+        f = opt(f)
+    return f
+
+
 def size_callback(allow_zero: bool = False):
     """A click callback turning '512K' / '64M' / '2G' / '1048576' into bytes (0 only if
     `allow_zero`, for options where it means "no bound")."""
@@ -135,13 +153,28 @@ def make_sender(relay, spool, timeout, curve_server_key=None, curve_secret=None,
         raise click.ClickException(str(e)) from None
 
 
-def make_subscriber(connect, patterns, curve_server_key=None, curve_secret=None, **kw):
+def make_subscriber(connect, patterns, curve_server_key=None, curve_secret=None,
+                    repair: bool = False, repair_connect=(), **kw):
+    """A Subscriber from the shared options (with repair_options' two), with user errors
+    turned into click errors."""
     from .bus import BusError, Subscriber
     try:
         return Subscriber(connect or [DEFAULT_CONNECT], patterns or ["**"],
-                          curve_server_key=curve_server_key, curve_secret=curve_secret, **kw)
+                          curve_server_key=curve_server_key, curve_secret=curve_secret,
+                          repair=repair, repair_connect=list(repair_connect) or None, **kw)
     except BusError as e:
         raise click.ClickException(str(e)) from None
+
+
+def bus_selfmetrics(sub, counters) -> None:
+    """What a subscriber saw go wrong on the bus, into its self-metrics: messages lost for
+    good, repaired, still awaited (a gauge), and malformed."""
+    counters.update({"bus_lost_messages": sub.gaps.gaps,
+                     "bad_bus_messages": sub.stats["bad_messages"]})
+    if sub.repair is not None:
+        counters.update({"bus_repaired_messages": sub.gaps.repaired,
+                         **{f"bus_{k}": v for k, v in sub.repair.stats.items()}})
+        counters.set("bus_repair_missing", sub.gaps.missing)
 
 
 def bind_udp(host: str, port: int, rcvbuf: int = 8 * 1024 * 1024,

@@ -10,8 +10,8 @@ import time
 
 import click
 
-from monbus.core.options import (listen_option, make_sender, make_subscriber, sender_options,
-                                 subscriber_options)
+from monbus.core.options import (listen_option, make_sender, make_subscriber, repair_options,
+                                 sender_options, subscriber_options)
 
 log = logging.getLogger("monbus.collectd")
 
@@ -260,10 +260,11 @@ def listen(listen, security_level, auth_file, typesdb, no_system_typesdb, prefix
 @cli.command("exec")
 @click.argument("patterns", nargs=-1)
 @subscriber_options
+@repair_options
 @click.option("--local-host", is_flag=True,
               help="Use COLLECTD_HOSTNAME (set by the exec plugin) as the host of every value "
                    "instead of the host in each line's path.")
-def exec_(patterns, connect, curve_server_key, curve_secret, local_host):
+def exec_(patterns, connect, curve_server_key, curve_secret, repair, repair_connect, local_host):
     """A program for collectd's Exec plugin: bus lines matching PATTERNS -> PUTVAL/PUTNOTIF.
 
     Each line `<source>.<host>.<rest>` becomes `PUTVAL "<host>/<source>/<mtype>-<rest>"`
@@ -286,7 +287,8 @@ def exec_(patterns, connect, curve_server_key, curve_secret, local_host):
         raise click.ClickException("--local-host needs COLLECTD_HOSTNAME (run me from "
                                    "collectd's Exec plugin)")
     fmt = PutvalFormatter(host, interval)
-    sub = make_subscriber(connect, patterns, curve_server_key, curve_secret)
+    sub = make_subscriber(connect, patterns, curve_server_key, curve_secret, repair,
+                          repair_connect)
     stopper = Stopper()
     parent = os.getppid()
     out = sys.stdout

@@ -7,9 +7,9 @@ import time
 
 import click
 
-from monbus.core.options import (bind_udp, listen_option, make_sender, make_subscriber,
-                                 parse_hostport, run_daemon, sender_options, size_callback,
-                                 subscriber_options)
+from monbus.core.options import (bind_udp, bus_selfmetrics, listen_option, make_sender,
+                                 make_subscriber, parse_hostport, repair_options, run_daemon,
+                                 sender_options, size_callback, subscriber_options)
 from monbus.core.selfmetrics import Counters
 
 log = logging.getLogger("monbus.ganglia")
@@ -281,8 +281,9 @@ def listen(listen, relay, spool, timeout, curve_server_key, curve_secret, multic
                    "(monbus.<host>.ganglia_emit.*) [env MONBUS_RELAY].")
 @click.option("--selfmetrics-interval", type=click.FloatRange(min=0.1), default=10.0,
               show_default=True, help="Seconds between self-metric publications.")
+@repair_options
 def emit(patterns, connect, curve_server_key, curve_secret, gmonds, ttl, tmax, dmax,
-         metadata_interval, group, count, relay, selfmetrics_interval):
+         metadata_interval, group, count, relay, selfmetrics_interval, repair, repair_connect):
     """Send bus lines matching PATTERNS to gmond as gmetric packets.
 
     Each metric is spoofed as its bus host (<source>.<host>.<rest> -> host <host>, metric
@@ -293,7 +294,8 @@ def emit(patterns, connect, curve_server_key, curve_secret, gmonds, ttl, tmax, d
 
     from .emitter import GmetricEmitter
     targets = gmonds or [("127.0.0.1", 8649)]
-    sub = make_subscriber(connect, patterns, curve_server_key, curve_secret)
+    sub = make_subscriber(connect, patterns, curve_server_key, curve_secret, repair,
+                          repair_connect)
     em = GmetricEmitter(tmax=tmax, dmax=dmax, metadata_interval=metadata_interval, group=group)
     socks = {}
     for host, port in targets:
@@ -314,6 +316,7 @@ def emit(patterns, connect, curve_server_key, curve_secret, gmonds, ttl, tmax, d
 
     def publish_counters():
         counters.values.update(em.stats)
+        bus_selfmetrics(sub, counters)
         for line in counters.lines(time.time()):
             sender.add(line)
         sender.tick()

@@ -7,8 +7,8 @@ import time
 
 import click
 
-from monbus.core.options import (Stopper, make_sender, make_subscriber, sender_options,
-                                 subscriber_options)
+from monbus.core.options import (Stopper, bus_selfmetrics, make_sender, make_subscriber,
+                                 repair_options, sender_options, subscriber_options)
 from monbus.core.selfmetrics import Counters
 
 log = logging.getLogger("monbus.nagios")
@@ -150,8 +150,9 @@ def spool(directory, relay, spool, timeout, curve_server_key, curve_secret, patt
               help="Relay input for this command's self-metrics (monbus.<host>.nagios_passive.*: "
                    "results, bad_lines, dropped, backlog) every 10 s [env MONBUS_RELAY; "
                    "default: none].")
+@repair_options
 def passive(patterns, connect, curve_server_key, curve_secret, command_file, thresholds,
-            include_nagios, host_format, service_format, count, relay):
+            include_nagios, host_format, service_format, count, relay, repair, repair_connect):
     """Submit bus lines matching PATTERNS (default all) to Nagios as passive check results:
     availability lines (mtype=state), and with --thresholds metrics with warn/crit."""
     from .passive import CommandFile, SkipLine, command_for
@@ -160,7 +161,8 @@ def passive(patterns, connect, curve_server_key, curve_secret, command_file, thr
             f.format(source="s", host="h", rest="r")
         except (KeyError, IndexError, ValueError) as e:
             raise click.ClickException(f"bad format {f!r}: {e}") from None
-    sub = make_subscriber(connect, patterns, curve_server_key, curve_secret)
+    sub = make_subscriber(connect, patterns, curve_server_key, curve_secret, repair,
+                          repair_connect)
     out = CommandFile(command_file)
     counters = Counters("nagios_passive")
     metrics = make_sender(relay, None, 2.0) if relay else None
@@ -175,6 +177,7 @@ def passive(patterns, connect, curve_server_key, curve_secret, command_file, thr
                     next_metrics = time.monotonic() + 10.0
                     counters.set("backlog", len(out.backlog))
                     counters.set("dropped", out.dropped)
+                    bus_selfmetrics(sub, counters)
                     for line in counters.lines(time.time()):
                         metrics.add(line)
                 metrics.tick()

@@ -403,3 +403,58 @@ def test_monbus_relay_retain_and_repair_options(tmp_path):
 def test_a_relay_without_retention_has_no_repair_endpoint(relay_thread):
     r = relay_thread(retain_bytes=0)
     assert r.relay.endpoints_repair == [] and r.relay.retention is None
+
+
+def _big_send(relay, first: int, count: int, lines: int = 40):
+    """`count` messages of `lines` lines each (about 2.5 KB): line values count up from first."""
+    s = Sender(relay.input, None, 10.0, batch_bytes=1)
+    v = first
+    for _ in range(count):
+        s.add_many("app.h", [f"app.h.x{i} {v + i} 1700000000 text={'x' * 40}"
+                             for i in range(lines)])
+        v += lines
+        s.tick()
+    assert s.close(60.0)["lost_lines"] == 0
+
+
+@pytest.mark.parametrize("repair", [True, False])
+def test_monbus_tail_repairs_what_a_stopped_process_missed(relay_thread, repair):
+    """`monbus tail` is SIGSTOPped while 4,000 messages (10 MB) stream past it: the kernel's
+    buffers fill and the relay drops at its high-water mark.  After SIGCONT, with repair (the
+    default of every subscriber command) every line arrives once; with --no-repair the loss is
+    reported on stderr."""
+    import signal
+    r = relay_thread(sndhwm=20)
+    n_msgs, per = 4000, 40
+    total = n_msgs * per
+    cmd = monbus_cmd() + ["tail", "--connect", r.output, "app.**", "--timeout", "300"]
+    cmd += ["--repair-connect", r.repair] if repair else ["--no-repair"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    values: list[int] = []
+    reader = threading.Thread(target=lambda: values.extend(int(ln.split()[1])
+                                                           for ln in proc.stdout), daemon=True)
+    reader.start()
+    try:
+        wait_for(lambda: r.relay._subs, timeout=60, what="tail's subscription at the relay")
+        _big_send(r, 0, 1, per)                                 # tail is up and reading
+        wait_for(lambda: len(values) == per, timeout=60, what="tail's first lines")
+        os.kill(proc.pid, signal.SIGSTOP)
+        _big_send(r, per, n_msgs - 2, per)
+        os.kill(proc.pid, signal.SIGCONT)
+        time.sleep(1.0)
+        _big_send(r, total - per, 1, per)                       # the last: makes a tail hole seen
+        wait_for(lambda: values and max(values) == total - 1 and
+                 (not repair or len(values) >= total), timeout=120, what="the last line")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        err = proc.communicate(timeout=60)[1]
+        reader.join(10)
+    assert proc.returncode == 0, err
+    if repair:
+        assert sorted(values) == list(range(total)), (len(values), err)
+        assert "lost" not in err
+    else:
+        assert len(values) < total
+        assert "monbus tail: " in err, (len(values), total, err)
+        lost = int(err.split("monbus tail: ")[1].split()[0])
+        assert lost > 0 and lost * per == total - len(values), err

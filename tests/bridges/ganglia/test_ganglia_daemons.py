@@ -338,6 +338,9 @@ def test_emit_send_lines_appear_in_gmond_xml(gmond, relay, subscribe, monbus):
                 got[ln.path.rsplit(".", 1)[1]] = ln.value
         assert (got["values"], got["metadata"], got["packets"]) == (3, 3, 6)
         assert got["too_long"] == 0
+        # and what the bus did: nothing lost, nothing to repair (repair is on by default)
+        assert got["bus_lost_messages"] == 0 and got["bus_repaired_messages"] == 0
+        assert got["bus_repair_missing"] == 0 and got["bad_bus_messages"] == 0
     finally:
         stop_process(proc)
 
