@@ -76,17 +76,36 @@ static void buf_put(Buf *b, const char *s, Py_ssize_t n)
     b->len += n;
 }
 
+static int is_print(unsigned char c) { return c > 0x20 && c < 0x7f; }
+static int is_digit(char c) { return c >= '0' && c <= '9'; }
+
+/* the decimal digits of a non-negative integer < 1e16 */
+static int put_uint(Buf *b, unsigned long long u)
+{
+    char tmp[24];
+    int i = (int)sizeof tmp;
+    do {
+        tmp[--i] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (buf_reserve(b, (Py_ssize_t)sizeof tmp - i) < 0)
+        return -1;
+    buf_put(b, tmp + i, (Py_ssize_t)sizeof tmp - i);
+    return 0;
+}
+
 /* core.line.format_number: integers in (-1e16, 1e16) as int, everything else as repr().
  * Appends to b; -1 on error. */
 static int put_number(Buf *b, double v)
 {
     if (isfinite(v) && v == floor(v) && v > -1e16 && v < 1e16) {
-        char tmp[32];
-        int n = snprintf(tmp, sizeof tmp, "%lld", (long long)v);
-        if (buf_reserve(b, n) < 0)
-            return -1;
-        buf_put(b, tmp, n);
-        return 0;
+        if (v < 0) {
+            if (buf_reserve(b, 1) < 0)
+                return -1;
+            buf_put(b, "-", 1);
+            v = -v;
+        }
+        return put_uint(b, (unsigned long long)v);
     }
     char *s = PyOS_double_to_string(v, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
     if (s == NULL)
@@ -101,8 +120,64 @@ static int put_number(Buf *b, double v)
     return 0;
 }
 
-static int is_print(unsigned char c) { return c > 0x20 && c < 0x7f; }
-static int is_digit(char c) { return c >= '0' && c <= '9'; }
+static const double POW10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+                               1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21,
+                               1e22};
+
+/* The usual number, read without strtod: -?digits[.digits] with at most 15 significant
+ * digits and at most 22 after the point.  Then m (< 10**15 < 2**53) and 10**k are exact
+ * doubles and one division m / 10**k is correctly rounded, so *v is what float() reads.
+ * *canon is set when the text is exactly format_number(*v): an integer without leading zero
+ * (not "-0"), or a decimal without leading or trailing zero and |v| >= 1e-4 (repr's fixed
+ * notation; with <= 15 significant digits repr, the shortest text read back as *v, gives
+ * the same digits, DBL_DIG being 15).  Returns 0 if p..e is not of this form. */
+static int plain_number(const char *p, const char *e, double *v, int *canon)
+{
+    int neg = 0, sig = 0, lead = 0, flen = 0, dot = 0;
+    unsigned long long m = 0;
+    const char *d = p;
+    if (p < e && *p == '-') {
+        neg = 1;
+        d = ++p;
+    }
+    if (p == e || !is_digit(*p))
+        return 0;
+    while (p < e && is_digit(*p)) {
+        if (m || *p != '0') {
+            m = m * 10 + (unsigned)(*p - '0');
+            if (++sig > 15)
+                return 0;
+        }
+        p++;
+    }
+    Py_ssize_t dlen = p - d;
+    if (p < e && *p == '.') {
+        dot = 1;
+        p++;
+        while (p < e && is_digit(*p)) {
+            if (m || *p != '0') {
+                m = m * 10 + (unsigned)(*p - '0');
+                if (++sig > 15)
+                    return 0;
+            } else {
+                lead++;
+            }
+            if (++flen > 22)
+                return 0;
+            p++;
+        }
+    }
+    if (p != e)
+        return 0;
+    double x = flen ? (double)m / POW10[flen] : (double)m;
+    *v = neg ? -x : x;
+    if (!dot)
+        *canon = (dlen == 1 && *d == '0') ? !neg : *d != '0';
+    else
+        *canon = flen > 0 && e[-1] != '0' && (dlen == 1 && *d == '0' ? lead <= 3 : *d != '0');
+    return 1;
+}
+
 
 /* p..e is [+-](digits[.digits]|.digits)[e[+-]digits] (core.line's _NUMBER_RE) */
 static int number_ok(const char *p, const char *e)
@@ -384,8 +459,16 @@ static PyObject *convert(PyObject *Py_UNUSED(self), PyObject *args)
         }
         const char *tags = NULL;
         double value, ts;
-        if (!series_ok(line, s_end, &tags) || !number_ok(v, v_end) || !number_ok(t, t_end)
-            || !number_value(v, v_end, &value) || !number_value(t, t_end, &ts) || ts < 0)
+        int v_canon = 0, t_canon = 0;
+        if (!series_ok(line, s_end, &tags))
+            break;
+        if (!plain_number(v, v_end, &value, &v_canon)
+            && !(number_ok(v, v_end) && number_value(v, v_end, &value)))
+            break;
+        if (!plain_number(t, t_end, &ts, &t_canon)
+            && !(number_ok(t, t_end) && number_value(t, t_end, &ts)))
+            break;
+        if (ts < 0)
             break;
         /* the carbon name */
         PyObject *key = NULL;
@@ -445,6 +528,7 @@ static PyObject *convert(PyObject *Py_UNUSED(self), PyObject *args)
                 continue;
             }
             value = rate;
+            v_canon = 0;
         }
         Py_XDECREF(key);
         const char *nm;
@@ -467,12 +551,24 @@ static PyObject *convert(PyObject *Py_UNUSED(self), PyObject *args)
         if (name_owned)
             Py_DECREF(name);
         buf_put(&b, " ", 1);
-        if (put_number(&b, value) < 0)
+        if (v_canon) {             /* the text is already what format_number writes */
+            if (buf_reserve(&b, v_end - v) < 0)
+                goto error;
+            buf_put(&b, v, v_end - v);
+        } else if (put_number(&b, value) < 0) {
             goto error;
+        }
         if (buf_reserve(&b, 1) < 0)
             goto error;
         buf_put(&b, " ", 1);
-        if (put_number(&b, ts) < 0 || buf_reserve(&b, 1) < 0)
+        if (t_canon) {
+            if (buf_reserve(&b, t_end - t) < 0)
+                goto error;
+            buf_put(&b, t, t_end - t);
+        } else if (put_number(&b, ts) < 0) {
+            goto error;
+        }
+        if (buf_reserve(&b, 1) < 0)
             goto error;
         buf_put(&b, "\n", 1);
         nlines++;

@@ -59,7 +59,15 @@ _NUMBER = st.one_of(
                      str(_W64 - 2 ** 40), str(_W64), str(2 ** 63), "9007199254740993",
                      "123456789012345678", "1.7976931348623157e308", "-1.7976931348623157e308"]),
     st.integers(-10, 10 ** 20).map(str),
-    st.floats(allow_nan=False, allow_infinity=False).map(repr))
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+    # plain decimals around the C module's own reading and writing of numbers (<= 15
+    # significant digits, <= 22 after the point, leading and trailing zeros, 1e-4)
+    st.builds(lambda sign, i, f: f"{sign}{i}{f}", st.sampled_from(["", "-", "+"]),
+              st.sampled_from(["", "0", "00", "1", "10", "999999999999999", "1000000000000000",
+                               "9999999999999999", "123456789012345", "0000000000000001"]),
+              st.sampled_from(["", ".", ".0", ".5", ".50", ".0001", ".00001", ".0009",
+                               ".000100", ".1234567890123", ".12345678901234567",
+                               ".0000000000000000000001", ".00000000000000000000001"])))
 _TS = st.one_of(st.integers(0, 12).map(lambda i: str(1_700_000_000 + 10 * i)),
                 st.sampled_from(["0", "-1", "1.5", "1e9", "1700000000.25", "-0", "", "x"]))
 _ANN = st.sampled_from([
@@ -148,6 +156,24 @@ def test_large_ordinary_body_same_bytes():
             b = body(t)
             assert got.encoded_data(b) == _python(ref, b)
             assert _state(got) == _state(ref)
+
+
+def test_plain_numbers_written_like_format_number():
+    # the C module copies a number's text when it is already format_number's, and reads
+    # short decimals itself: random ones against the Python path
+    rnd = random.Random(11)
+    texts = []
+    for _ in range(20_000):
+        i = rnd.choice(["0", "", "-0", "-"]) + str(rnd.randrange(10 ** rnd.randrange(1, 17)))
+        f = "." + "0" * rnd.randrange(6) + str(rnd.randrange(10 ** rnd.randrange(1, 12)))
+        texts.append(i.lstrip("-") if i in ("-", "") else i)
+        texts.append((i if i not in ("", "-") else i + "0") + f)
+        texts.append((i if i not in ("", "-") else i + "0") + f.rstrip("0"))
+    body = "".join(f"n.m.v{k % 50} {x} {x.lstrip('-') or 0} mtype="
+                   f"{('gauge', 'counter')[k % 2]}\n" for k, x in enumerate(texts)).encode()
+    ref, got = Formatter("keep", "", RateConverter()), Formatter("keep", "", RateConverter())
+    assert got.encoded_data(body) == _python(ref, body)
+    assert _state(got) == _state(ref)
 
 
 def test_state_of_another_type_goes_to_python():
