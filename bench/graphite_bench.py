@@ -171,6 +171,16 @@ def median(f, runs):
     return statistics.median(vals), vals
 
 
+def rates_counters(lines, a, ccr):
+    """--rates on the same lines as mtype=counter: each of the 1,000 series' first sample
+    gives no rate, every later one a rate (500/s) that the C module (where built) writes."""
+    counters = [x.replace("mtype=gauge", "mtype=counter") for x in lines]
+    n = a.lines - 1000
+    r, v = median(lambda: run_monbus(counters, n, True, ["--rates"]), a.runs)
+    print(f"monbus carbon --spool --rates (the lines as mtype=counter: {n:,} rates) "
+          f"{r:12,.0f}   {[round(x) for x in v]}   ratio {r / ccr:.2f}x", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--lines", type=int, default=1_000_000)
@@ -193,6 +203,7 @@ def main():
             r, v = median(lambda: run_monbus(lines, a.lines, True, extra), a.runs)
             print(f"monbus carbon --spool {' '.join(extra):<36} {r:12,.0f}   "
                   f"{[round(x) for x in v]}   ratio {r / ccr:.2f}x", flush=True)
+        rates_counters(lines, a, ccr)
         return
     if a.quick:
         for extra in ([], ["--no-check-lines"]):
@@ -222,6 +233,7 @@ def main():
         r, v = median(lambda: run_monbus(lines, a.lines, True, extra), a.runs)
         print(f"monbus carbon --spool {' '.join(extra)} ({what}) {r:12,.0f}   "
               f"{[round(x) for x in v]}   ratio {r / ccr:.2f}x", flush=True)
+    rates_counters(lines, a, ccr)
     print("transports alone, 256 KB batches:")
     for kind in ("persistent", "tcp", "graphyte"):
         r, v = median(lambda: run_transport(kind, data, a.lines), a.runs)

@@ -38,6 +38,8 @@ __all__ = ["Formatter", "TAG_MODES", "exact_by_topic", "decided_by_topic"]
 
 TAG_MODES = ("keep", "drop", "fold")
 # the RateConverter stats that _fastrates.convert counts, in its order
+# a prefix with these would make the C text of `encoded` split wrongly: such go by `lines`
+_SPLIT = frozenset("\n ")
 _RATE_COUNTS = ("rates", "first", "resets", "wraps", "over_max", "not_advancing", "evictions")
 # the annotations of a line: from the first " key=" to the end of the line.  Only an
 # annotation can hold " key=" (a series has no space, a tag's '=' follows ';', numbers have
@@ -253,6 +255,10 @@ class Formatter:
     def encoded(self, body: bytes) -> list[tuple[bytes, bytes]]:
         """(carbon series, carbon line without newline) as bytes, for each good line."""
         if self.rates is not None:
+            if _fastrates is not None and self._c_rates_ok() and not _SPLIT & set(self.prefix):
+                # the C text, line by line; the name is what precedes the two numbers
+                data, n = self._c_rates_data(body)
+                return [(t.rsplit(b" ", 2)[0], t) for t in data.split(b"\n")[:-1]] if n else []
             return [(n.encode("utf-8"), t.encode("utf-8")) for n, t in self.lines(body)]
         # Strategy: one regular expression pulls (series, value, timestamp) out of the whole
         # body in C; Python then does one dict lookup per line (the series' carbon name,

@@ -86,9 +86,9 @@ _RAW = st.binary(max_size=60)
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(bodies=st.lists(st.one_of(_BODY, _BODY, _RAW), min_size=1, max_size=6),
-       order=st.lists(st.booleans(), min_size=6, max_size=6),
+       order=st.lists(st.integers(0, 2), min_size=6, max_size=6),
        tags=st.sampled_from(["keep", "drop", "fold"]),
-       prefix=st.sampled_from(["", "pre", "é.x."]),
+       prefix=st.sampled_from(["", "pre", "é.x.", "a b"]),
        patterns=st.sampled_from([None, ["a.**", "snmp.*.if1.**", "app.**"]]),
        max_rate=st.sampled_from([None, 1000.0, 5, 1e30]),
        max_series=st.sampled_from([1_000_000, 3]))
@@ -96,11 +96,15 @@ def test_c_path_equals_python_path(bodies, order, tags, prefix, patterns, max_ra
     matcher = Matcher(patterns) if patterns else None
     ref = Formatter(tags, prefix, RateConverter(max_rate, max_series), matcher)
     got = Formatter(tags, prefix, RateConverter(max_rate, max_series), matcher)
-    for body, use_c in zip(bodies, order):
-        want = _python(ref, body)
-        # the formatter under test takes turns: C (where built) and Python on one state
-        have = got.encoded_data(body) if use_c else _python(got, body)
-        assert have == want
+    for body, how in zip(bodies, order):
+        # the formatter under test takes turns: C (where built) for replicate mode
+        # (encoded_data) and shard mode (encoded), and Python, on one state
+        if how == 2:
+            want = [(n.encode("utf-8"), t.encode("utf-8")) for n, t in ref.lines(body)]
+            assert got.encoded(body) == want
+        else:
+            want = _python(ref, body)
+            assert (got.encoded_data(body) if how else _python(got, body)) == want
         assert _state(got) == _state(ref)
 
 
