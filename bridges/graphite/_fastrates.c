@@ -472,7 +472,7 @@ static PyObject *convert(PyObject *Py_UNUSED(self), PyObject *args)
             break;
         /* the carbon name */
         PyObject *key = NULL;
-        PyObject *name = NULL;       /* borrowed from names, or owned (name_owned) */
+        PyObject *name = NULL;       /* a new reference where name_owned */
         int name_owned = 0;
         if (names != Py_None) {
             key = PyUnicode_DecodeASCII(line, s_end - line, NULL);
@@ -489,8 +489,10 @@ static PyObject *convert(PyObject *Py_UNUSED(self), PyObject *args)
                     Py_DECREF(key);
                     goto error;
                 }
-                name_owned = 1;
+            } else {
+                Py_INCREF(name);         /* kept while state changes below */
             }
+            name_owned = 1;
             if (name == Py_False) {
                 counts[C_UNMATCHED]++;
                 Py_DECREF(key);

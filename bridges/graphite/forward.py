@@ -318,7 +318,8 @@ class Formatter:
         RateConverter whose max_rate is None or a float)."""
         r = self.rates
         m = r.max_rate
-        return (type(r) is RateConverter and isinstance(r._last, dict)
+        return (type(r) is RateConverter and type(r._last) is dict
+                and type(r.max_series) is int and -2 ** 62 < r.max_series < 2 ** 62
                 and (m is None or type(m) is float
                      or (type(m) is int and -2 ** 53 <= m <= 2 ** 53)))
 
