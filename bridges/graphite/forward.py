@@ -38,8 +38,6 @@ __all__ = ["Formatter", "TAG_MODES", "exact_by_topic", "decided_by_topic"]
 
 TAG_MODES = ("keep", "drop", "fold")
 # the RateConverter stats that _fastrates.convert counts, in its order
-# a prefix with these would make the C text of `encoded` split wrongly: such go by `lines`
-_SPLIT = frozenset("\n ")
 _RATE_COUNTS = ("rates", "first", "resets", "wraps", "over_max", "not_advancing", "evictions")
 # the annotations of a line: from the first " key=" to the end of the line.  Only an
 # annotation can hold " key=" (a series has no space, a tag's '=' follows ';', numbers have
@@ -255,8 +253,9 @@ class Formatter:
     def encoded(self, body: bytes) -> list[tuple[bytes, bytes]]:
         """(carbon series, carbon line without newline) as bytes, for each good line."""
         if self.rates is not None:
-            if _fastrates is not None and self._c_rates_ok() and not _SPLIT & set(self.prefix):
-                # the C text, line by line; the name is what precedes the two numbers
+            if _fastrates is not None and self._c_rates_ok() and "\n" not in self.prefix:
+                # the C text, line by line; the name is what precedes the two numbers (a
+                # prefix with a newline, which would cut the text wrongly, goes by `lines`)
                 data, n = self._c_rates_data(body)
                 return [(t.rsplit(b" ", 2)[0], t) for t in data.split(b"\n")[:-1]] if n else []
             return [(n.encode("utf-8"), t.encode("utf-8")) for n, t in self.lines(body)]
@@ -314,8 +313,9 @@ class Formatter:
         return (b"\n".join(out) + b"\n" if out else b""), len(out)
 
     def _c_rates_ok(self) -> bool:
-        """True if the C module can do this RateConverter's arithmetic exactly (a plain
-        RateConverter whose max_rate is None or a float)."""
+        """True if the C module can do this RateConverter's work exactly (a plain
+        RateConverter, its state a dict, max_rate None or a float (or an int a float holds
+        exactly), max_series an int of 63 bits)."""
         r = self.rates
         m = r.max_rate
         return (type(r) is RateConverter and type(r._last) is dict

@@ -88,7 +88,7 @@ _RAW = st.binary(max_size=60)
 @given(bodies=st.lists(st.one_of(_BODY, _BODY, _RAW), min_size=1, max_size=6),
        order=st.lists(st.integers(0, 2), min_size=6, max_size=6),
        tags=st.sampled_from(["keep", "drop", "fold"]),
-       prefix=st.sampled_from(["", "pre", "é.x.", "a b"]),
+       prefix=st.sampled_from(["", "pre", "é.x.", "a b", "n\nl"]),
        patterns=st.sampled_from([None, ["a.**", "snmp.*.if1.**", "app.**"]]),
        max_rate=st.sampled_from([None, 1000.0, 5, 1e30]),
        max_series=st.sampled_from([1_000_000, 3]))
