@@ -4,6 +4,7 @@ plain lines; and the carbon transports alone (graphyte's connection per batch vs
 confirmed connection per batch vs one persistent socket).
 
 Run: .venv/bin/python bench/graphite_bench.py [--lines N] [--runs K]
+[--quick | --per-line | --rates-codec]
 Each figure is the median of K runs; rates are lines/s at the receiver, from its first byte
 to its last line.
 """
@@ -171,6 +172,51 @@ def median(f, runs):
     return statistics.median(vals), vals
 
 
+def rates_counters(lines, a, ccr):
+    """--rates on the same lines as mtype=counter: each of the 1,000 series' first sample
+    gives no rate, every later one a rate (500/s) that the C module (where built) writes."""
+    counters = [x.replace("mtype=gauge", "mtype=counter") for x in lines]
+    n = a.lines - 1000
+    r, v = median(lambda: run_monbus(counters, n, True, ["--rates"]), a.runs)
+    print(f"monbus carbon --spool --rates (the lines as mtype=counter: {n:,} rates) "
+          f"{r:12,.0f}   {[round(x) for x in v]}   ratio {r / ccr:.2f}x", flush=True)
+
+
+def rates_codec(lines, runs):
+    """CPU time (time.process_time, median) of Formatter.encoded_data with rates on the
+    bench's lines in 256 KB bodies: the C module against the Python path (the reference)."""
+    from monbus.bridges.graphite import forward
+    from monbus.core.rates import RateConverter
+    for mtype in ("gauge", "counter"):
+        text = "\n".join(x.replace("mtype=gauge", f"mtype={mtype}") for x in lines) + "\n"
+        data = text.encode()
+        bodies, start = [], 0
+        while start < len(data):      # bus-message-sized bodies, cut at a line end
+            end = data.rfind(b"\n", start, start + 256 * 1024) + 1 or len(data)
+            bodies.append(data[start:end])
+            start = end
+        figures = {}
+        for path, module in (("C", forward._fastrates), ("Python", None)):
+            if path == "C" and module is None:
+                continue
+            saved, forward._fastrates = forward._fastrates, module
+            try:
+                secs = []
+                for _ in range(runs):
+                    fmt = forward.Formatter("keep", "", RateConverter())
+                    t0 = time.process_time()
+                    for b in bodies:
+                        fmt.encoded_data(b)
+                    secs.append(time.process_time() - t0)
+            finally:
+                forward._fastrates = saved
+            figures[path] = len(lines) / statistics.median(secs)
+        ratio = (f"   C/Python {figures['C'] / figures['Python']:.1f}x" if "C" in figures
+                 else "   (C module not built)")
+        print(f"Formatter.encoded_data with rates, mtype={mtype:<7} CPU lines/s: "
+              + ", ".join(f"{k} {v:,.0f}" for k, v in figures.items()) + ratio, flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--lines", type=int, default=1_000_000)
@@ -179,8 +225,13 @@ def main():
                     help="only carbon-c-relay and monbus carbon --spool (checked / not)")
     ap.add_argument("--per-line", action="store_true",
                     help="only carbon-c-relay and the paths that handle each line in Python")
+    ap.add_argument("--rates-codec", action="store_true",
+                    help="only the CPU time of --rates' formatter, C module against Python")
     a = ap.parse_args()
     lines = make_lines(a.lines)
+    if a.rates_codec:
+        rates_codec(lines, a.runs)
+        return
     # carbon-c-relay gets the same datapoints as plain carbon lines (it has no annotations)
     data = ("\n".join(x.rsplit(" ", 2)[0] for x in lines) + "\n").encode()
     print(f"{a.lines:,} lines, {len(data) / 1e6:.1f} MB, median of {a.runs} runs, lines/s "
@@ -193,6 +244,7 @@ def main():
             r, v = median(lambda: run_monbus(lines, a.lines, True, extra), a.runs)
             print(f"monbus carbon --spool {' '.join(extra):<36} {r:12,.0f}   "
                   f"{[round(x) for x in v]}   ratio {r / ccr:.2f}x", flush=True)
+        rates_counters(lines, a, ccr)
         return
     if a.quick:
         for extra in ([], ["--no-check-lines"]):
@@ -218,10 +270,11 @@ def main():
     print(f"monbus carbon --spool --tags drop 'bench.*.metric*.**' (every line checked) "
           f"{slow:12,.0f}   {[round(x) for x in v5]}   ratio {slow / ccr:.2f}x")
     for extra, what in ((["--tags", "fold"], "every line in Python"),
-                        (["--rates"], "every line decoded")):
+                        (["--rates"], "every line decoded; in C where built")):
         r, v = median(lambda: run_monbus(lines, a.lines, True, extra), a.runs)
         print(f"monbus carbon --spool {' '.join(extra)} ({what}) {r:12,.0f}   "
               f"{[round(x) for x in v]}   ratio {r / ccr:.2f}x", flush=True)
+    rates_counters(lines, a, ccr)
     print("transports alone, 256 KB batches:")
     for kind in ("persistent", "tcp", "graphyte"):
         r, v = median(lambda: run_transport(kind, data, a.lines), a.runs)

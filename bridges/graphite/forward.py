@@ -15,6 +15,11 @@ cut, prefix added; no Python work per line.  A message with a line of the wrong 
 options that need each line, goes line by line: `encoded` (a regular expression extracts the
 fields, one dict lookup per line) or, with rates, the core codec; bad lines are counted and
 quoted.
+
+With rates, where the C module `_fastrates` is built, `encoded_data` hands the body to it: it
+does the lines of a conservative subset of the grammar (printable ASCII, plain numbers, the
+usual annotations) in C on the RateConverter's own state, and stops at any other line, which
+`lines` (the reference) then does before C goes on; the output and every count are the same.
 """
 from __future__ import annotations
 
@@ -24,9 +29,16 @@ from monbus.core.line import LineError, decode, format_number, sanitize, topic_o
 
 from monbus.core.rates import RATE_MTYPES, RateConverter
 
+try:  # the optional C speed-up of --rates (bridges/graphite/_fastrates.c)
+    from . import _fastrates
+except ImportError:  # built without a compiler: Formatter.lines gives the same result
+    _fastrates = None
+
 __all__ = ["Formatter", "TAG_MODES", "exact_by_topic", "decided_by_topic"]
 
 TAG_MODES = ("keep", "drop", "fold")
+# the RateConverter stats that _fastrates.convert counts, in its order
+_RATE_COUNTS = ("rates", "first", "resets", "wraps", "over_max", "not_advancing", "evictions")
 # the annotations of a line: from the first " key=" to the end of the line.  Only an
 # annotation can hold " key=" (a series has no space, a tag's '=' follows ';', numbers have
 # no '='), and a pattern that starts with a literal space is searched fast.
@@ -128,6 +140,7 @@ class Formatter:
         self.errors: list[LineError] = []
         self._names: dict[str, str] = {}
         self._bnames: dict[bytes, bytes | None] = {}   # series -> carbon name, None: skip
+        self._rnames: dict[str, bytes | bool] = {}     # the C rates path's names (_rname)
 
     def fast_body(self, body: bytes) -> bytes | None:
         """The whole body as carbon lines (newline-terminated), without per-line work in
@@ -240,6 +253,11 @@ class Formatter:
     def encoded(self, body: bytes) -> list[tuple[bytes, bytes]]:
         """(carbon series, carbon line without newline) as bytes, for each good line."""
         if self.rates is not None:
+            if _fastrates is not None and self._c_rates_ok() and "\n" not in self.prefix:
+                # the C text, line by line; the name is what precedes the two numbers (a
+                # prefix with a newline, which would cut the text wrongly, goes by `lines`)
+                data, n = self._c_rates_data(body)
+                return [(t.rsplit(b" ", 2)[0], t) for t in data.split(b"\n")[:-1]] if n else []
             return [(n.encode("utf-8"), t.encode("utf-8")) for n, t in self.lines(body)]
         # Strategy: one regular expression pulls (series, value, timestamp) out of the whole
         # body in C; Python then does one dict lookup per line (the series' carbon name,
@@ -269,6 +287,8 @@ class Formatter:
         """The good lines of a body as carbon text (newline-terminated) and their number:
         the same bytes as joining `encoded`, built without a tuple per line (the per-line
         path of replicate mode: --tags fold, patterns deeper than the host)."""
+        if self.rates is not None and _fastrates is not None and self._c_rates_ok():
+            return self._c_rates_data(body)
         found = None if self.rates is not None else _CARBON_REST.findall(body)
         if found is not None:
             parts = body.split(b"\n")
@@ -291,6 +311,71 @@ class Formatter:
                 unmatched += 1
         self.stats["unmatched_lines"] += unmatched
         return (b"\n".join(out) + b"\n" if out else b""), len(out)
+
+    def _c_rates_ok(self) -> bool:
+        """True if the C module can do this RateConverter's work exactly (a plain
+        RateConverter, its state a dict, max_rate None or a float (or an int a float holds
+        exactly), max_series an int of 63 bits)."""
+        r = self.rates
+        m = r.max_rate
+        return (type(r) is RateConverter and type(r._last) is dict
+                and type(r.max_series) is int and -2 ** 62 < r.max_series < 2 ** 62
+                and (m is None or type(m) is float
+                     or (type(m) is int and -2 ** 53 <= m <= 2 ** 53)))
+
+    def _c_rates_data(self, body: bytes) -> tuple[bytes, int]:
+        """encoded_data with rates, by the C module; each line it leaves goes through
+        `lines`, in order, and the C module goes on after it."""
+        if type(body) is not bytes:
+            body = bytes(body)
+        rates = self.rates
+        state = rates._last
+        rstats = rates.stats
+        stats = self.stats
+        max_rate = None if rates.max_rate is None else float(rates.max_rate)
+        direct = self.matcher is None and self.tags != "fold"
+        names = None if direct else self._rnames
+        prefix = self.prefix.encode("utf-8")
+        drop = self.tags == "drop"
+        out = []
+        nlines = 0
+        start, n = 0, len(body)
+        while start < n:
+            data, k, stop, c = _fastrates.convert(body, start, state, prefix, drop, names,
+                                                  self._rname, max_rate, rates.max_series)
+            if k:
+                out.append(data)
+                nlines += k
+            stats["no_rate_lines"] += c[0]
+            stats["unmatched_lines"] += c[1]
+            for key, v in zip(_RATE_COUNTS, c[2:]):
+                if v:
+                    rstats[key] += v
+            if stop >= n:
+                break
+            end = body.find(b"\n", stop)
+            end = n if end < 0 else end
+            for _, text in self.lines(body[stop:end]):
+                out.append(text.encode("utf-8") + b"\n")
+                nlines += 1
+            start = end + 1
+        return b"".join(out), nlines
+
+    def _rname(self, series: str):
+        """The carbon name of a series for the C rates path (remembered in `_rnames`), False
+        if the patterns exclude it, None if it is invalid (the line then goes to `lines`)."""
+        try:
+            topic_of(series)
+        except LineError:
+            return None
+        if self.matcher is not None and not self.matcher(series.split(";", 1)[0]):
+            name = False
+        else:
+            name = self._name(series).encode("utf-8")
+        if len(self._rnames) > 500_000:
+            self._rnames.clear()
+        self._rnames[series] = name
+        return name
 
     def _bname(self, series: bytes):
         """The carbon name of a series (remembered), False if the patterns exclude it, None
