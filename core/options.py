@@ -161,7 +161,7 @@ def make_subscriber(connect, patterns, curve_server_key=None, curve_secret=None,
     try:
         return Subscriber(connect or [DEFAULT_CONNECT], patterns or ["**"],
                           curve_server_key=curve_server_key, curve_secret=curve_secret,
-                          repair=repair, repair_connect=list(repair_connect) or None, **kw)
+                          repair=repair, repair_connect=list(repair_connect or ()) or None, **kw)
     except BusError as e:
         raise click.ClickException(str(e)) from None
 

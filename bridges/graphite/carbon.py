@@ -28,8 +28,8 @@ import time
 import click
 
 from monbus.core.bus import DEFAULT_RELAY
-from monbus.core.options import (Stopper, make_sender, make_subscriber, size_callback,
-                                 subscriber_options)
+from monbus.core.options import (Stopper, bus_selfmetrics, make_sender, make_subscriber,
+                                 size_callback, subscriber_options)
 from monbus.core.selfmetrics import Counters
 
 from .destinations import (DEFAULT_RETENTION, TRANSPORTS, GraphyteDestination, TcpDestination,
@@ -255,7 +255,7 @@ def _dest_dir(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
 
 
-_GAUGES = ("spool_bytes", "up", "bus_repair_missing")
+_GAUGES = ("spool_bytes", "up")
 
 
 def _publish_metrics(counters, fwd, deliveries, sub, rates, sender, now):
@@ -271,13 +271,7 @@ def _publish_metrics(counters, fwd, deliveries, sub, rates, sender, now):
         put(k, v)
     for k, v in fwd.formatter.stats.items():
         put(k, v)
-    put("bus_lost_messages", sub.gaps.gaps)
-    if sub.repair is not None:
-        put("bus_repaired_messages", sub.gaps.repaired)
-        put("bus_repair_missing", sub.gaps.missing)
-        for k, v in sub.repair.stats.items():
-            put(f"bus_{k}", v)
-    put("bad_bus_messages", sub.stats["bad_messages"])
+    bus_selfmetrics(sub, c)
     totals = {"sent_lines": 0, "replayed_lines": 0, "dropped_lines": 0, "spool_bytes": 0,
               "carbon_errors": 0}
     for d in deliveries:
