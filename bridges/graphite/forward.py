@@ -361,38 +361,38 @@ class Formatter:
             start = end + 1
         return b"".join(out), nlines
 
+    def _carbon_name(self, text: str):
+        """The carbon name of a series, or False if the patterns exclude it; raises
+        LineError if the series is invalid."""
+        topic_of(text)
+        if self.matcher is not None and not self.matcher(text.split(";", 1)[0]):
+            return False
+        return self._name(text).encode("utf-8")
+
+    @staticmethod
+    def _remember(cache: dict, key, name):
+        if len(cache) > 500_000:
+            cache.clear()
+        cache[key] = name
+        return name
+
     def _rname(self, series: str):
         """The carbon name of a series for the C rates path (remembered in `_rnames`), False
         if the patterns exclude it, None if it is invalid (the line then goes to `lines`)."""
         try:
-            topic_of(series)
+            name = self._carbon_name(series)
         except LineError:
             return None
-        if self.matcher is not None and not self.matcher(series.split(";", 1)[0]):
-            name = False
-        else:
-            name = self._name(series).encode("utf-8")
-        if len(self._rnames) > 500_000:
-            self._rnames.clear()
-        self._rnames[series] = name
-        return name
+        return self._remember(self._rnames, series, name)
 
     def _bname(self, series: bytes):
         """The carbon name of a series (remembered), False if the patterns exclude it, None
         (not remembered, so every such line is counted) if it is invalid."""
-        text = series.decode("utf-8", "replace")
         try:
-            topic_of(text)
+            name = self._carbon_name(series.decode("utf-8", "replace"))
         except LineError as e:
             self.stats["bad_lines"] += 1
             self.errors.append(e)
             del self.errors[:-100]
             return None
-        if self.matcher is not None and not self.matcher(text.split(";", 1)[0]):
-            name = False
-        else:
-            name = self._name(text).encode("utf-8")
-        if len(self._bnames) > 500_000:
-            self._bnames.clear()
-        self._bnames[series] = name
-        return name
+        return self._remember(self._bnames, series, name)
